@@ -1,0 +1,298 @@
+"""The one configuration object: every tunable knob of a run is a field here.
+
+`ExperimentConfig` is what `scolio train --config` reads, what a Tune trial receives (as dotted keys),
+what a checkpoint's contract records and what MLflow logs as params. Building it from a dict is strict:
+an unknown key raises and names it (a YAML typo must never silently do nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from scolio_core.errors import ConfigError
+
+SKELETON_REPRESENTATIONS = ("full-body", "body-only", "head-lite")
+REPRESENTATIONS = SKELETON_REPRESENTATIONS + ("silhouette",)
+ALIGNMENTS = ("aligned", "opengait")
+MAP_DTYPES = ("uint8", "float32")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data lives and how the validation set is carved from TRAIN_SET.
+
+    `root` holds the pose and silhouette roots of the release layout (`<id>/<class>/<view>/<file>.pkl`).
+    An empty `root` means: use the synthetic stand-in (sweeps synthesise it into a cache).
+    """
+
+    root: str = ""
+    pose_dir: str = "Scoliosis1K-pose-pkl"
+    silhouette_dir: str = "Scoliosis1K-sil-pkl"
+    partition: str = "Scoliosis1K_118.json"  # absolute, or relative to `root`
+    val_fraction: float = 0.15
+    val_seed: int = 0
+
+    def validate(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    def partition_path(self) -> Path:
+        path = Path(self.partition)
+        return path if path.is_absolute() or not self.root else Path(self.root) / path
+
+    def modality_root(self, modality: str) -> Path:
+        sub = self.pose_dir if modality == "skeleton" else self.silhouette_dir
+        path = Path(sub)
+        return path if path.is_absolute() else Path(self.root) / path
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """What the network sees. `representation: silhouette` feeds silhouettes (no rendering);
+    the other representations render 2-channel skeleton maps (channel 0 limbs, 1 joints) on the fly."""
+
+    representation: str = "body-only"
+    sigma: float = 8.0  # Gaussian width in canvas pixels
+    joint_weight: float = 1.0  # peak of the joint map relative to the limb map
+    confidence_weighting: bool = True  # scale Gaussians by keypoint confidence
+    min_confidence: float = 1e-3  # joints below this are not drawn
+    impute_neighbors: int = 4  # kNN (over frames) imputation of missing keypoints
+    canvas_size: int = 128
+    alignment: str = "aligned"  # aligned: one crop box for both channels; opengait: per-channel crops
+    map_size: int = 64  # crop is resized to map_size x map_size
+    side_crop: int = 10  # columns cut from each side after resizing (64 -> 44)
+    dtype: str = "uint8"  # uint8: quantised to 256 levels like exported files; float32: not quantised
+
+    def validate(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise ConfigError(
+                f"input.representation must be one of {list(REPRESENTATIONS)}, got {self.representation!r}")
+        if not self.sigma > 0:
+            raise ConfigError(f"input.sigma must be > 0 canvas pixels, got {self.sigma}")
+        if not self.joint_weight >= 0:
+            raise ConfigError(f"input.joint_weight must be >= 0, got {self.joint_weight}")
+        if self.alignment not in ALIGNMENTS:
+            raise ConfigError(f"input.alignment must be one of {list(ALIGNMENTS)}, got {self.alignment!r}")
+        if self.dtype not in MAP_DTYPES:
+            raise ConfigError(f"input.dtype must be one of {list(MAP_DTYPES)}, got {self.dtype!r}")
+        if self.impute_neighbors < 1:
+            raise ConfigError(f"input.impute_neighbors must be >= 1, got {self.impute_neighbors}")
+        if not 0 <= 2 * self.side_crop < self.map_size:
+            raise ConfigError(f"input.side_crop={self.side_crop} leaves no columns of map_size={self.map_size}")
+
+    @property
+    def modality(self) -> str:
+        return "silhouette" if self.representation == "silhouette" else "skeleton"
+
+    @property
+    def in_channels(self) -> int:
+        return 1 if self.modality == "silhouette" else 2
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return (self.map_size, self.map_size - 2 * self.side_crop)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """ScoNet-MT (silhouette), ScoNet-MT-ske (skeleton maps) or DRF (skeleton maps + PAV-guided attention)."""
+
+    name: str = "sconet"  # sconet | drf
+    width: int = 64  # stem width; stages are width x [1, 2, 4, 8]; the published model uses 64
+    embed_dim: int = 256
+    parts: int = 16
+    use_pga: bool = True  # drf only: false gives the ScoNet-MT-ske control with identical everything else
+
+    def validate(self) -> None:
+        if self.name not in ("sconet", "drf"):
+            raise ConfigError(f"model.name must be 'sconet' or 'drf', got {self.name!r}")
+        if self.width < 1 or self.embed_dim < 1 or self.parts < 1:
+            raise ConfigError("model.width, model.embed_dim and model.parts must be positive")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    class_weighting: str = "plain"  # plain | weighted (cross-entropy class weights)
+    class_weights: tuple[float, float, float] | None = None  # None + weighted: inverse train frequency
+    triplet_weight: float = 1.0
+    ce_weight: float = 1.0
+    margin: float = 0.2
+    scale: float = 16.0
+    label_smoothing: float = 0.1
+
+    def validate(self) -> None:
+        if self.class_weighting not in ("plain", "weighted"):
+            raise ConfigError(f"loss.class_weighting must be 'plain' or 'weighted', got {self.class_weighting!r}")
+        if self.class_weights is not None and (len(self.class_weights) != 3 or min(self.class_weights) <= 0):
+            raise ConfigError(f"loss.class_weights must be 3 positive numbers, got {self.class_weights}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "multistep"  # multistep | cosine
+    milestones: tuple[int, ...] = (10000, 14000, 18000)
+    gamma: float = 0.1
+    warmup_iterations: int = 0
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    iterations: int = 20000
+    batch_ids: int = 8  # P
+    batch_samples: int = 8  # K
+    sampler: str = "pk"  # pk | balanced (class-balanced choice of the P ids)
+    frames: int = 30
+    eval_every: int = 1000
+    max_eval_frames: int = 720
+    eval_batch_size: int = 8
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # only takes effect on CUDA
+    init_from: str = ""  # finetune: baseline checkpoint directory to warm-start from
+    allow_contract_change: bool = False  # finetune: accept input settings that differ from the baseline's
+
+    def validate(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"train.optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.scheduler not in ("multistep", "cosine"):
+            raise ConfigError(f"train.scheduler must be 'multistep' or 'cosine', got {self.scheduler!r}")
+        if self.sampler not in ("pk", "balanced"):
+            raise ConfigError(f"train.sampler must be 'pk' or 'balanced', got {self.sampler!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("iterations", "batch_ids", "batch_samples", "frames", "eval_every", "max_eval_frames"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.warmup_iterations < 0 or self.warmup_iterations >= self.iterations:
+            raise ConfigError(f"train.warmup_iterations must be in [0, iterations), got {self.warmup_iterations}")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "input": InputConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+}
+
+
+def _coerce(section: str, spec: dataclasses.Field, value: Any) -> Any:
+    """Turn YAML/JSON values into the field's type (lists -> tuples, ints -> floats) or raise naming it."""
+    name = f"{section}.{spec.name}"
+    default = spec.default
+    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", str(spec.type))
+    if value is None:
+        if "None" in kind:
+            return None
+        raise ConfigError(f"{name} must not be null")
+    if kind.startswith("tuple"):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        item = float if "float" in kind else int
+        try:
+            return tuple(item(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a list of {item.__name__}, got {value!r}") from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build_section(section: str, values: Mapping[str, Any]) -> Any:
+    cls = SECTIONS[section]
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
+    specs = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(specs))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
+                          f"known: {', '.join(sorted(specs))}")
+    return cls(**{key: _coerce(section, specs[key], value) for key, value in values.items()})
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "ExperimentConfig":
+        for section in SECTIONS:
+            getattr(self, section).validate()
+        if self.model.name == "drf" and self.input.modality != "skeleton":
+            raise ConfigError("model.name 'drf' needs skeleton input (PAV comes from poses); "
+                              f"input.representation is {self.input.representation!r}")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ExperimentConfig":
+        """Build from a nested mapping ({"input": {"sigma": 4}}) or dotted keys ({"input.sigma": 4})."""
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            if "." in key:
+                section, _, name = key.partition(".")
+                nested.setdefault(section, {})[name] = value
+            elif isinstance(value, Mapping):
+                nested.setdefault(key, {}).update(value)
+            else:
+                raise ConfigError(f"unknown top-level key {key!r}; sections are {', '.join(SECTIONS)}")
+        unknown = sorted(set(nested) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {unknown}; sections are {', '.join(SECTIONS)}")
+        return cls(**{s: _build_section(s, v) for s, v in nested.items()}).validate()
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_flat(self) -> dict[str, Any]:
+        """Dotted keys -> values, as Tune param spaces and MLflow params use them."""
+        return {f"{s}.{k}": v for s, section in self.to_dict().items() for k, v in section.items()}
+
+    def replace(self, **dotted: Any) -> "ExperimentConfig":
+        """A copy with dotted-key overrides, e.g. cfg.replace(**{"input.sigma": 4.0})."""
+        flat = self.to_flat()
+        for key in dotted:
+            if key not in flat:
+                raise ConfigError(f"unknown config key {key!r}")
+        flat.update(dotted)
+        return ExperimentConfig.from_dict(flat)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML config file; errors name the file."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return ExperimentConfig.from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
