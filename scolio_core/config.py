@@ -21,6 +21,9 @@ SKELETON_REPRESENTATIONS = ("full-body", "body-only", "head-lite")
 REPRESENTATIONS = SKELETON_REPRESENTATIONS + ("silhouette",)
 ALIGNMENTS = ("aligned", "opengait")
 MAP_DTYPES = ("uint8", "float32")
+# InputConfig fields that only shape rendered skeleton maps (meaningless for silhouettes).
+SKELETON_ONLY_FIELDS = ("sigma", "joint_weight", "confidence_weighting", "min_confidence", "impute_neighbors",
+                        "canvas_size", "alignment", "dtype")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""Evaluate a checkpoint on the val or test split (test goes through the lockbox).
+
+    scolio eval --checkpoint runs/cpu/checkpoints/iter_0000300 --data-root /tmp/synth \
+        --partition /tmp/synth/Scoliosis1K_118.json --split val --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from scolio_core import CLASS_NAMES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--data-root", required=True, help="directory holding the pose and silhouette roots")
+    parser.add_argument("--partition", required=True, help="partition JSON (TRAIN_SET / TEST_SET)")
+    parser.add_argument("--split", choices=("val", "test"), required=True)
+    parser.add_argument("--json", action="store_true", help="print metrics as JSON")
+    parser.add_argument("--override-contract", action="store_true",
+                        help="evaluate even if the data breaks the checkpoint's contract (recorded in the output)")
+    parser.add_argument("--reopen", action="store_true",
+                        help="test only: evaluate again although the lockbox was opened (labelled REOPENED)")
+    parser.add_argument("--ledger", help="test only: lockbox ledger file (default ~/.scoliotune/lockbox_ledger.jsonl)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def format_metrics(metrics: dict) -> str:
+    lines = [f"{k:<40} {v:.4f}" for k, v in sorted(metrics.items()) if isinstance(v, (int, float))]
+    return "\n".join(lines)
+
+
+def format_confusion(matrix: list[list[int]]) -> str:
+    width = max(len(n) for n in CLASS_NAMES) + 2
+    head = "true \\ pred".ljust(width + 2) + "".join(n.rjust(width) for n in CLASS_NAMES)
+    rows = [f"{CLASS_NAMES[i]:<{width + 2}}" + "".join(str(v).rjust(width) for v in row)
+            for i, row in enumerate(matrix)]
+    return "\n".join([head, *rows])
+
+
+def run(args: argparse.Namespace) -> int:
+    from scolio_core.checkpoint import check_contract, checkpoint_hash, read_checkpoint
+    from scolio_core.errors import ContractError
+    from scolio_core.metrics import flatten_metrics
+    from scolio_core.protocol import resolve_split
+
+    checkpoint = read_checkpoint(args.checkpoint)
+    config = checkpoint.config.replace(**{
+        "data.root": str(Path(args.data_root).resolve()), "data.partition": str(Path(args.partition).resolve()),
+        "train.device": args.device})
+    split = resolve_split(config)
+    if args.split == "test":
+        from scolio_core.lockbox import FileLedger, evaluate_test_once
+
+        ledger = FileLedger(scope=checkpoint_hash(checkpoint.directory), path=args.ledger)
+        result = evaluate_test_once(checkpoint, config, split, ledger, reopen=args.reopen,
+                                    override_contract=args.override_contract)
+        metrics, overrides, matrix = result.metrics, result.contract_overrides, result.confusion_matrix
+        label = f"TEST (one-shot, attempt {result.attempt})" if not result.reopened else \
+            f"TEST — REOPENED (attempt {result.attempt}; not a clean one-shot estimate)"
+    else:
+        from scolio_core.batches import load_sequence_set
+        from scolio_core.inference import checkpoint_pav, load_model, pick_device, predict_sequences
+
+        overrides = check_contract(checkpoint, config, split.val, "val", override=args.override_contract)
+        recorded = checkpoint.split
+        if recorded is not None and recorded.fingerprint != split.trainval().fingerprint:
+            problem = (f"split fingerprint: checkpoint {recorded.fingerprint[:12]}, "
+                       f"data {split.trainval().fingerprint[:12]} (different partition or val carve)")
+            if not args.override_contract:
+                raise ContractError(f"{checkpoint.directory}: {problem}; pass --override-contract to evaluate anyway")
+            overrides.append(problem)
+        device = pick_device(args.device)
+        sequences, raw_pav = load_sequence_set(config, split.val)
+        predictions = predict_sequences(load_model(checkpoint, device), sequences, config, device,
+                                        checkpoint_pav(checkpoint, raw_pav))
+        point = predictions.metrics()
+        metrics, matrix = flatten_metrics(point, "val"), point["confusion_matrix"]
+        label = "VAL"
+    if args.json:
+        print(json.dumps({"split": args.split, "label": label, "checkpoint": str(checkpoint.directory),
+                          "metrics": metrics, "confusion_matrix": matrix,
+                          "contract_overrides": overrides}, indent=2, sort_keys=True))
+        return 0
+    print(f"{label}  checkpoint {checkpoint.directory}  ({split.partition}, split {split.fingerprint[:12]})")
+    if overrides:
+        print("CONTRACT OVERRIDDEN: " + "; ".join(overrides))
+    print(format_metrics(metrics))
+    print(format_confusion(matrix))
+    return 0

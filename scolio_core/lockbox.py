@@ -1,0 +1,176 @@
+"""The one-shot test lockbox: the only code in scoliotune that reads test data.
+
+A test evaluation is recorded in a ledger *before* it runs ("opened") and again when it finishes
+("completed"), so a crash during the test cannot let a second look through silently: any earlier entry
+for the same scope refuses a new evaluation unless `reopen=True`, and a reopened result is labelled as such
+in its metrics, tags and ledger entry.
+
+Two ledgers share one format:
+- `MlflowLedger`: entries are tags on a sweep's parent run (scope = the sweep), metrics go on that run.
+- `FileLedger`: a JSON-lines file (default `~/.scoliotune/lockbox_ledger.jsonl`, or `$SCOLIO_LEDGER`),
+  scope = the checkpoint's hash; used by standalone `scolio eval --split test`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from scolio_core import __version__
+from scolio_core.batches import load_sequence_set
+from scolio_core.checkpoint import Checkpoint, check_contract, checkpoint_hash, git_commit
+from scolio_core.config import ExperimentConfig
+from scolio_core.dataset import validate_release
+from scolio_core.errors import LockboxError
+from scolio_core.inference import checkpoint_pav, load_model, pick_device, predict_sequences
+from scolio_core.metrics import bootstrap_ci, flatten_metrics
+from scolio_core.partitions import Split
+
+TAG_STATE = "scolio.lockbox.state"  # opened | completed
+TAG_COUNT = "scolio.lockbox.evaluations"
+TAG_ENTRY = "scolio.lockbox.entry."  # + attempt number
+TAG_REOPENED = "scolio.test.reopened"
+
+
+class Ledger(Protocol):
+    def entries(self) -> list[dict]: ...
+
+    def append(self, entry: dict) -> None: ...
+
+
+class FileLedger:
+    """JSON-lines ledger filtered to one scope; appends are serialised with an exclusive file lock."""
+
+    def __init__(self, scope: str, path: str | Path | None = None) -> None:
+        default = os.environ.get("SCOLIO_LEDGER") or Path.home() / ".scoliotune" / "lockbox_ledger.jsonl"
+        self.path = Path(path or default)
+        self.scope = scope
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [row for row in rows if row.get("scope") == self.scope]
+
+    def append(self, entry: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(json.dumps({"scope": self.scope, **entry}, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class MlflowLedger:
+    """Ledger entries as tags on one MLflow run (a sweep's parent run)."""
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri)
+        self.run_id = run_id
+
+    def entries(self) -> list[dict]:
+        tags = self.client.get_run(self.run_id).data.tags
+        rows = [json.loads(v) for k, v in tags.items() if k.startswith(TAG_ENTRY)]
+        return sorted(rows, key=lambda row: (row["attempt"], row["state"] == "completed"))
+
+    def append(self, entry: dict) -> None:
+        key = f"{TAG_ENTRY}{entry['attempt']}.{entry['state']}"
+        self.client.set_tag(self.run_id, key, json.dumps(entry, sort_keys=True))
+        self.client.set_tag(self.run_id, TAG_STATE, entry["state"])
+        self.client.set_tag(self.run_id, TAG_COUNT, str(entry["attempt"]))
+        if entry["state"] == "completed":
+            self.client.set_tag(self.run_id, TAG_REOPENED, str(entry["reopened"]).lower())
+            metrics = {k: v for k, v in entry["metrics"].items() if isinstance(v, (int, float))}
+            from mlflow.entities import Metric
+
+            now = int(_dt.datetime.now().timestamp() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+
+def evaluation_count(entries: list[dict]) -> int:
+    """Test looks taken: every opened entry counts, finished or not."""
+    return sum(1 for entry in entries if entry["state"] == "opened")
+
+
+@dataclass
+class LockboxResult:
+    metrics: dict  # flat, keys prefixed "test/"
+    reopened: bool
+    attempt: int
+    contract_overrides: list[str] = field(default_factory=list)
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    predictions: dict = field(default_factory=dict)
+
+
+def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: Split, ledger: Ledger, *,
+                       reopen: bool = False, override_contract: bool = False,
+                       bootstrap_resamples: int = 1000) -> LockboxResult:
+    """Evaluate `checkpoint` on `split.test` once, recording it in `ledger` (see the module docstring).
+
+    `config` supplies where the data lives and the input settings the data is prepared with; the
+    checkpoint's contract must agree with it unless `override_contract` (recorded in the result).
+    """
+    previous = ledger.entries()
+    looks = evaluation_count(previous)
+    if looks and not reopen:
+        first = next(e for e in previous if e["state"] == "opened")
+        unfinished = " (it never completed: results may have been seen)" if not any(
+            e["state"] == "completed" for e in previous) else ""
+        raise LockboxError(
+            f"the test set was already evaluated {looks} time(s) for this scope (first at {first['time']}, "
+            f"checkpoint {first['checkpoint_hash'][:12]}){unfinished}; a second look is refused. "
+            "Pass --reopen to evaluate again: the result will be labelled REOPENED everywhere.")
+    trainval_fp = split.trainval().fingerprint
+    recorded = checkpoint.split
+    overrides = check_contract(checkpoint, config, split.test, "test", override=override_contract)
+    if recorded is not None and recorded.fingerprint != trainval_fp:
+        problem = (f"split fingerprint: checkpoint {recorded.fingerprint[:12]} ({recorded.partition}), "
+                   f"data {trainval_fp[:12]} ({split.partition})")
+        if not override_contract:
+            raise LockboxError(f"{checkpoint.directory}: {problem}; pass --override-contract to test anyway")
+        overrides.append(problem)
+
+    validate_test_files(config, split)  # before the look is recorded
+    entry = {
+        "attempt": looks + 1, "reopened": looks > 0, "checkpoint": str(checkpoint.directory),
+        "checkpoint_hash": checkpoint_hash(checkpoint.directory), "split_fingerprint": split.fingerprint,
+        "trainval_fingerprint": trainval_fp, "partition": split.partition, "n_test": len(split.test),
+        "contract_overrides": overrides, "code_version": __version__, "git_commit": git_commit(),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    ledger.append({**entry, "state": "opened"})
+
+    device = pick_device(config.train.device)
+    model = load_model(checkpoint, device)
+    sequences, raw_pav = load_sequence_set(config, split.test)
+    predictions = predict_sequences(model, sequences, config, device, checkpoint_pav(checkpoint, raw_pav))
+    point = predictions.metrics()
+    metrics = flatten_metrics(point, "test")
+    intervals = bootstrap_ci(predictions.labels, predictions.predicted, n_resamples=bootstrap_resamples, seed=0)
+    for name, (low, high) in intervals.items():
+        metrics[f"test/{name}_ci_low"] = float(low)
+        metrics[f"test/{name}_ci_high"] = float(high)
+    metrics["test/reopened"] = float(looks > 0)
+    ledger.append({**entry, "state": "completed", "metrics": metrics,
+                   "time_completed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    return LockboxResult(metrics=metrics, reopened=looks > 0, attempt=looks + 1, contract_overrides=overrides,
+                         confusion_matrix=point["confusion_matrix"],
+                         predictions={i: int(p) for i, p in zip(predictions.ids, np.asarray(predictions.predicted))})
+
+
+def validate_test_files(config: ExperimentConfig, split: Split) -> None:
+    """Check the test files' format before a sweep starts (bad data must fail before compute).
+
+    Files are read only to validate them; nothing derived from them is returned or kept.
+    """
+    root = config.data.modality_root(config.input.modality)
+    validate_release(root, list(split.test), config.input.modality)

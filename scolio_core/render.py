@@ -1,0 +1,327 @@
+"""On-the-fly skeleton maps: COCO-17 poses -> 2-channel maps (channel 0 limbs, channel 1 joints).
+
+Rendering runs in torch on the poses' device, vectorised over frames, parts and pixels (frames are only
+chunked to bound memory), so a sweep over `input.sigma` or `input.joint_weight` needs no re-export.
+
+The `opengait` alignment reproduces the public OpenGait SkeletonGait heatmap pretreatment:
+ (a) `impute_missing`: coordinates stored as exactly 0 are filled per sequence by distance-weighted
+     4-nearest-frame imputation (scikit-learn's KNNImputer); confidences are left as they were;
+ (b) per frame: subtract the hip midpoint, scale by (canvas // 1.5) / (y_max - y_min), add canvas // 2;
+ (c) Gaussians of width sigma, truncated to integer ±3 sigma boxes, scaled by confidence, max over parts;
+ (d) 8-bit quantisation exactly as matplotlib's 256-level grey colour map does it;
+ (e) per channel: rows from first to last non-zero row, a square of columns around the canvas centre,
+     cv2.INTER_AREA resize to map_size, truncation to uint8.
+`aligned` (the default) differs only in (e): one crop box from the keypoints' drawn extent, shared by
+both channels, so limbs and joints stay registered.
+
+Step (e) is linear in the map, so the variable crop + resize is `R @ M @ C^T` with per-frame matrices
+that reproduce OpenCV's INTER_AREA weights (area averaging when shrinking, its bilinear-like rule when
+enlarging); the side crop of the model input is folded into C.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.impute import KNNImputer
+
+from scolio_core.config import SKELETON_REPRESENTATIONS, InputConfig
+from scolio_core.errors import ConfigError, DataError
+
+NUM_JOINTS = 17
+# The 17 COCO limbs in the order OpenGait/PYSKL draw them.
+COCO_LIMBS: tuple[tuple[int, int], ...] = (
+    (0, 1), (0, 2), (1, 3), (2, 4), (0, 5), (5, 7), (7, 9), (0, 6), (6, 8), (8, 10),
+    (5, 11), (11, 13), (13, 15), (6, 12), (12, 14), (14, 16), (11, 12))
+FACE_JOINTS = (0, 1, 2, 3, 4)
+HIPS = (11, 12)
+SHOULDERS = (5, 6)
+# Virtual points appended after the 17 COCO joints (used by head-lite).
+HEAD, SHOULDER_MID = 17, 18
+
+_BODY_JOINTS = tuple(j for j in range(NUM_JOINTS) if j not in FACE_JOINTS)
+_BODY_LIMBS = tuple(limb for limb in COCO_LIMBS if not set(limb) & set(FACE_JOINTS))
+# representation -> (joints drawn in channel 1, limbs drawn in channel 0)
+PARTS: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {
+    "full-body": (tuple(range(NUM_JOINTS)), COCO_LIMBS),
+    "body-only": (_BODY_JOINTS, _BODY_LIMBS),
+    "head-lite": (_BODY_JOINTS + (HEAD,), _BODY_LIMBS + ((HEAD, SHOULDER_MID),)),
+}
+assert set(PARTS) == set(SKELETON_REPRESENTATIONS)
+
+# matplotlib's grey map looks levels up in a table of i/255 and multiplies by 255 in float64; the
+# truncation to uint8 turns 24 of the 256 levels into the one below. Reproduce the table, not the ideal.
+_GREY_LUT = ((np.arange(256, dtype=np.float64) * (1.0 / 255.0)) * 255.0).astype(np.uint8)
+# Tolerance when truncating resized values to uint8 levels: float32 sums of exact integers may land a
+# hair below them, which would otherwise depend on the device's summation order.
+_LEVEL_EPS = 1e-3
+# Elements per (frames x parts x H x W) buffer; bounds peak memory to a few such buffers.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def impute_missing(poses: np.ndarray, k: int = 4) -> np.ndarray:
+    """Fill coordinates stored as exactly 0 by kNN over the frames of one sequence.
+
+    Distance-weighted k nearest frames on the flattened (T, 34) coordinates, as OpenGait's pretreatment
+    does; confidences are returned unchanged (so imputed joints keep their 0 confidence). A coordinate
+    missing in every frame stays 0 (OpenGait would silently skip imputing the whole sequence then).
+    """
+    poses = np.asarray(poses)
+    if poses.ndim != 3 or poses.shape[1:] != (NUM_JOINTS, 3):
+        raise DataError(f"poses must have shape (T, 17, 3), got {poses.shape}")
+    if k < 1:
+        raise ConfigError(f"input.impute_neighbors must be >= 1, got {k}")
+    out = poses.astype(np.float32, copy=True)
+    coords = poses[..., :2].reshape(len(poses), -1).astype(np.float64)
+    missing = coords == 0
+    if not missing.any() or missing.all():
+        return out
+    coords[missing] = np.nan
+    imputer = KNNImputer(n_neighbors=k, weights="distance", keep_empty_features=True)
+    filled = imputer.fit_transform(coords)
+    out[..., :2] = filled.reshape(len(poses), NUM_JOINTS, 2)
+    return out
+
+
+def normalize_to_canvas(poses: torch.Tensor, canvas_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step (b): hip-centre and height-normalise (N, 17, 3) poses into the canvas (float64 xy).
+
+    Returns (xy (N, 17, 2), valid (N,)); a frame whose joints span no height cannot be scaled and is
+    marked invalid (OpenGait would divide by zero there).
+    """
+    xy = poses[..., :2].to(torch.float64)
+    hip = xy[:, HIPS, :].mean(dim=1, keepdim=True)
+    xy = xy - hip
+    height = xy[..., 1].amax(dim=1) - xy[..., 1].amin(dim=1)
+    valid = height > 1e-6
+    scale = float(canvas_size // 1.5) / torch.where(valid, height, torch.ones_like(height))
+    return xy * scale[:, None, None] + canvas_size // 2, valid
+
+
+def _points(poses: torch.Tensor, cfg: InputConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Canvas points incl. the virtual head and shoulder midpoint: xy (N, 19, 2) float64,
+    drawn (N, 19) bool, value (N, 19) float32 (the Gaussian peak)."""
+    xy, valid = normalize_to_canvas(poses, cfg.canvas_size)
+    conf = poses[..., 2].to(torch.float64)
+    drawn = (conf >= cfg.min_confidence) & valid[:, None]
+    value = conf if cfg.confidence_weighting else torch.ones_like(conf)
+
+    face = drawn[:, FACE_JOINTS].to(torch.float64)
+    count = face.sum(dim=1)
+    denom = count.clamp(min=1.0)
+    head_xy = (xy[:, FACE_JOINTS] * face[..., None]).sum(dim=1) / denom[:, None]
+    head_value = (value[:, FACE_JOINTS] * face).sum(dim=1) / denom
+    mid_xy = xy[:, SHOULDERS].mean(dim=1)
+    mid_value = value[:, SHOULDERS].amin(dim=1)
+
+    xy = torch.cat([xy, head_xy[:, None], mid_xy[:, None]], dim=1)
+    drawn = torch.cat([drawn, (count > 0)[:, None], drawn[:, SHOULDERS].all(dim=1, keepdim=True)], dim=1)
+    value = torch.cat([value, head_value[:, None], mid_value[:, None]], dim=1)
+    return xy, drawn, value.to(torch.float32)
+
+
+def _box_mask(low: torch.Tensor, high: torch.Tensor, sigma: float, size: int) -> torch.Tensor:
+    """Pixels p with int(low - 3 sigma) <= p <= int(high + 3 sigma), int() truncating toward zero as
+    OpenGait's Python int() does (a box ending in (-1, 0) still covers pixel 0). (..., size) bool."""
+    pixels = torch.arange(size, device=low.device, dtype=torch.float64)
+    start = torch.trunc(low - 3 * sigma)[..., None]
+    end = torch.trunc(high + 3 * sigma)[..., None]
+    return (pixels >= start) & (pixels <= end)
+
+
+def _joint_channel(xy: torch.Tensor, value: torch.Tensor, sigma: float, size: int) -> torch.Tensor:
+    """Max over parts of value * exp(-d^2 / 2 sigma^2) inside each part's box. xy (n, J, 2) -> (n, H, W)."""
+    if xy.shape[1] == 0:
+        return xy.new_zeros((xy.shape[0], size, size), dtype=torch.float32)
+    pixels = torch.arange(size, device=xy.device, dtype=torch.float32)
+    centre = xy.to(torch.float32)
+    inv = -0.5 / sigma**2
+    # The 2-D Gaussian and its box are separable: one row factor times one column factor.
+    gx = torch.exp((pixels - centre[..., 0:1]) ** 2 * inv) * _box_mask(xy[..., 0], xy[..., 0], sigma, size)
+    gy = torch.exp((pixels - centre[..., 1:2]) ** 2 * inv) * _box_mask(xy[..., 1], xy[..., 1], sigma, size)
+    gy = gy * value[..., None]
+    return (gy[..., :, None] * gx[..., None, :]).amax(dim=1)  # (n, J, H, W) -> (n, H, W)
+
+
+def _limb_channel(start: torch.Tensor, end: torch.Tensor, value: torch.Tensor, sigma: float,
+                  size: int) -> torch.Tensor:
+    """Max over limbs of value * exp(-d^2 / 2 sigma^2), d the distance to the segment, inside the
+    segment's box grown by 3 sigma. start/end (n, L, 2) float64 -> (n, H, W)."""
+    if start.shape[1] == 0:
+        return start.new_zeros((start.shape[0], size, size), dtype=torch.float32)
+    direction = end - start
+    length2 = (direction**2).sum(dim=-1)
+    short = length2 < 1  # OpenGait draws such a limb as its start joint (with the joint's box)
+    box_end = torch.where(short[..., None], start, end)
+    mask_x = _box_mask(torch.minimum(start[..., 0], box_end[..., 0]),
+                       torch.maximum(start[..., 0], box_end[..., 0]), sigma, size)
+    mask_y = _box_mask(torch.minimum(start[..., 1], box_end[..., 1]),
+                       torch.maximum(start[..., 1], box_end[..., 1]), sigma, size)
+    inv_length2 = torch.where(short, torch.zeros_like(length2), 1.0 / length2.clamp(min=1.0))
+
+    pixels = torch.arange(size, device=start.device, dtype=torch.float32)
+    a = start.to(torch.float32)
+    dx = direction[..., 0].to(torch.float32)[..., None, None]
+    dy = direction[..., 1].to(torch.float32)[..., None, None]
+    u = (pixels - a[..., 0:1])[..., None, :]  # (n, L, 1, W)
+    v = (pixels - a[..., 1:2])[..., :, None]  # (n, L, H, 1)
+    # Projection parameter of each pixel onto the segment, clamped to its ends.
+    t = (u * dx + v * dy).mul_(inv_length2.to(torch.float32)[..., None, None]).clamp_(0.0, 1.0)
+    ey = v - t * dy
+    d2 = t.mul_(dx).neg_().add_(u).square_().add_(ey.square_())  # reuse t's buffer: (u - t dx)^2 + ey^2
+    patch = d2.mul_(-0.5 / sigma**2).exp_()
+    weight = (mask_y.to(torch.float32) * value[..., None])[..., :, None] * mask_x.to(torch.float32)[..., None, :]
+    return patch.mul_(weight).amax(dim=1)
+
+
+def _draw(xy: torch.Tensor, drawn: torch.Tensor, value: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
+    """Step (c): (n, 2, H, W) float maps in [0, 1]; channel 0 limbs, channel 1 joints."""
+    joints, limbs = PARTS[cfg.representation]
+    size, sigma = cfg.canvas_size, float(cfg.sigma)
+    joint_index = torch.tensor(joints, device=xy.device, dtype=torch.long)
+    joint_value = torch.where(drawn[:, joint_index], value[:, joint_index], torch.zeros_like(value[:, joint_index]))
+    joint_map = _joint_channel(xy[:, joint_index], joint_value, sigma, size)
+
+    pairs = torch.tensor(limbs, device=xy.device, dtype=torch.long).reshape(-1, 2)
+    a, b = pairs[:, 0], pairs[:, 1]
+    short = ((xy[:, b] - xy[:, a]) ** 2).sum(dim=-1) < 1
+    limb_value = torch.where(short, value[:, a], torch.minimum(value[:, a], value[:, b]))
+    limb_value = torch.where(drawn[:, a] & drawn[:, b], limb_value, torch.zeros_like(limb_value))
+    limb_map = _limb_channel(xy[:, a], xy[:, b], limb_value, sigma, size)
+
+    joint_map = (joint_map * cfg.joint_weight).clamp_(max=1.0)
+    return torch.stack([limb_map, joint_map], dim=1)
+
+
+def grey_levels(maps: torch.Tensor) -> torch.Tensor:
+    """Step (d): float maps in [0, 1] -> 8-bit grey levels (as float) the way matplotlib's cm.gray +
+    `(rgb * 255).astype(uint8)` produce them: level = LUT[min(floor(v * 256), 255)]."""
+    lut = torch.as_tensor(_GREY_LUT, device=maps.device).to(torch.float32)
+    index = torch.floor(maps * 256).clamp_(0, 255).to(torch.long)
+    return lut[index]
+
+
+def resize_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, canvas_size: int,
+                   area: torch.Tensor) -> torch.Tensor:
+    """Rows of the matrix that crops [start, start + length) from a canvas axis and resizes it to
+    `out_size` as cv2.resize(..., INTER_AREA) does. start/length/area (n,) -> (n, out_size, canvas) f32.
+
+    `area` picks OpenCV's area averaging (used when neither axis is enlarged); otherwise OpenCV applies
+    its INTER_AREA enlarging rule, a bilinear variant, to both axes. Coefficients follow OpenCV's double
+    arithmetic so the chosen source pixels match it exactly.
+    """
+    f64 = dict(device=start.device, dtype=torch.float64)
+    length = length.to(torch.float64)[:, None, None]
+    first = start.to(torch.float64)[:, None, None]
+    d = torch.arange(out_size, **f64)[None, :, None]
+    p = torch.arange(canvas_size, **f64)[None, None, :]
+
+    inv_scale = out_size / length
+    scale = 1.0 / inv_scale
+    # Area averaging: output cell d covers source [d * scale, (d + 1) * scale) of the crop.
+    low = first + d * scale
+    overlap = (torch.minimum(p + 1, low + scale) - torch.maximum(p, low)).clamp(min=0)
+    area_w = overlap / scale
+
+    # Enlarging: OpenCV's sx = floor(d * scale), fx = frac((d + 1) - (sx + 1) / scale) (0 if <= 0).
+    sx = torch.floor(d * scale)
+    fx = ((d + 1) - (sx + 1) * inv_scale).to(torch.float32).to(torch.float64)
+    fx = torch.where(fx <= 0, torch.zeros_like(fx), fx - torch.floor(fx))
+    at_end = sx >= length - 1
+    fx = torch.where(at_end, torch.zeros_like(fx), fx)
+    sx = torch.where(at_end, length - 1, sx)
+    linear_w = (p == first + sx) * (1 - fx) + (p == first + sx + 1) * fx
+
+    return torch.where(area[:, None, None], area_w, linear_w).to(torch.float32)
+
+
+def _crop_boxes(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenGait's per-channel rows: first and last row holding a non-zero level ((n, 2) each); an empty
+    channel gives row 0 only, as numpy's argmax of an all-False array does."""
+    rows = (levels.amax(dim=-1) > 0).to(torch.uint8)  # (n, 2, H)
+    top = rows.argmax(dim=-1)
+    bottom = rows.shape[-1] - 1 - rows.flip(-1).argmax(dim=-1)
+    empty = rows.amax(dim=-1) == 0
+    bottom = torch.where(empty, top, bottom)
+    return top, bottom
+
+
+def _keypoint_rows(xy: torch.Tensor, drawn: torch.Tensor, cfg: InputConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """`aligned` rows: the drawn joints' rows ± 3 sigma (as the drawing truncates them), clipped to the
+    canvas; a frame with nothing drawn keeps the whole canvas. (n, 1) each."""
+    joints, _ = PARTS[cfg.representation]
+    index = torch.tensor(joints, device=xy.device, dtype=torch.long)
+    y, on = xy[:, index, 1], drawn[:, index]
+    inf = torch.full_like(y, math.inf)
+    y_min = torch.where(on, y, inf).amin(dim=1)
+    y_max = torch.where(on, y, -inf).amax(dim=1)
+    any_on = on.any(dim=1)
+    last = cfg.canvas_size - 1
+    top = torch.trunc(torch.where(any_on, y_min - 3 * cfg.sigma, torch.zeros_like(y_min))).clamp(0, last)
+    bottom = torch.trunc(torch.where(any_on, y_max + 3 * cfg.sigma, torch.full_like(y_max, last))).clamp(0, last)
+    bottom = torch.maximum(top, bottom)
+    return top.long()[:, None], bottom.long()[:, None]
+
+
+def _crop_resize(maps: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, cfg: InputConfig,
+                 side_crop: int) -> torch.Tensor:
+    """Step (e) as R @ maps @ C^T. maps (n, 2, S, S); top/bottom (n, c) with c in {1, 2} -> (n, 2, D, D - 2 side)."""
+    n, c = top.shape
+    size, out = cfg.canvas_size, cfg.map_size
+    height = bottom - top + 1
+    centre = size // 2
+    # OpenGait's columns: [centre - h // 2, centre + h // 2 + 1), clipped by slicing to the canvas.
+    left = (centre - height // 2).clamp(min=0)
+    right = (centre + height // 2 + 1).clamp(max=size)
+    width = right - left
+    area = ((height >= out) & (width >= out)).flatten()
+    rows = resize_weights(top.flatten(), height.flatten(), out, size, area).reshape(n, c, out, size)
+    cols = resize_weights(left.flatten(), width.flatten(), out, size, area).reshape(n, c, out, size)
+    cols = cols[:, :, side_crop:out - side_crop]
+    return rows @ maps @ cols.transpose(-1, -2)
+
+
+def render_skeleton_maps(poses: torch.Tensor, cfg: InputConfig, output: str = "model") -> torch.Tensor:
+    """Render (..., 17, 3) canvas-free poses (image pixels, imputed) into 2-channel skeleton maps.
+
+    output="model": float32 in [0, 1], shape (..., 2, map_size, map_size - 2 * side_crop); quantised to
+    uint8 levels / 255 unless cfg.dtype == "float32".
+    output="export": uint8, shape (..., 2, map_size, map_size), as `scolio render` writes files.
+    """
+    if output not in ("model", "export"):
+        raise ConfigError(f"output must be 'model' or 'export', got {output!r}")
+    if cfg.representation not in PARTS:
+        raise ConfigError(f"input.representation {cfg.representation!r} is not a skeleton representation; "
+                          f"choose one of {list(PARTS)}")
+    if poses.shape[-2:] != (NUM_JOINTS, 3):
+        raise DataError(f"poses must have shape (..., 17, 3), got {tuple(poses.shape)}")
+    lead = poses.shape[:-2]
+    flat = poses.reshape(-1, NUM_JOINTS, 3)
+    side = cfg.side_crop if output == "model" else 0
+    quantise = output == "export" or cfg.dtype == "uint8"
+    parts = max(len(p) for p in PARTS[cfg.representation])
+    chunk = max(1, _CHUNK_ELEMENTS // (parts * cfg.canvas_size**2))
+    pieces = [_render_chunk(flat[i:i + chunk], cfg, side, quantise) for i in range(0, flat.shape[0], chunk)]
+    width = cfg.map_size - 2 * side
+    maps = torch.cat(pieces) if pieces else flat.new_zeros((0, 2, cfg.map_size, width), dtype=torch.float32)
+    maps = maps.reshape(*lead, 2, cfg.map_size, width)
+    if output == "export":
+        return maps.to(torch.uint8)
+    return maps / 255.0 if quantise else maps.clamp_(0.0, 1.0)
+
+
+def _render_chunk(poses: torch.Tensor, cfg: InputConfig, side: int, quantise: bool) -> torch.Tensor:
+    """One chunk of frames: (n, 17, 3) -> (n, 2, D, D - 2 side): uint8 levels as float when `quantise`,
+    else float maps in [0, 1]."""
+    xy, drawn, value = _points(poses, cfg)
+    maps = _draw(xy, drawn, value, cfg)
+    levels = grey_levels(maps)
+    if cfg.alignment == "opengait":
+        top, bottom = _crop_boxes(levels)
+    else:
+        top, bottom = _keypoint_rows(xy, drawn, cfg)
+    if quantise:
+        return torch.floor(_crop_resize(levels, top, bottom, cfg, side) + _LEVEL_EPS).clamp_(0, 255)
+    return _crop_resize(maps, top, bottom, cfg, side)

@@ -1,0 +1,37 @@
+"""Ray Tune function trainable: the SGD baseline (published recipe; CPU profiles scale iterations).
+
+The trial config is the flat dotted-key form of `ExperimentConfig` (modality, render parameters,
+representation, loss, width, batch, frames, schedule, seed). The split arrives as a `TrainValSplit`
+through `tune.with_parameters`: the trial has no test ids, no partition file and no way to load either.
+Selection metrics are validation metrics only.
+
+    tune.Tuner(tune.with_parameters(train_baseline, split=split.trainval()), param_space=...)
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from scolio_core.batches import load_trainval
+from scolio_core.config import ExperimentConfig
+from scolio_core.partitions import TrainValSplit
+from scolio_core.train import run_training
+from trainables._tune_report import local_workdir, resume_directory, tune_reporter
+
+
+def trial_experiment_config(config: dict) -> ExperimentConfig:
+    """The trial's ExperimentConfig; any partition reference is stripped so test ids are unreachable."""
+    experiment = ExperimentConfig.from_dict(config)
+    return experiment.replace(**{"data.partition": ""})
+
+
+def train_baseline(config: dict, split: TrainValSplit) -> None:
+    experiment = trial_experiment_config(config)
+    data = load_trainval(experiment, split)
+    workdir = local_workdir()
+    try:
+        with resume_directory() as resume_from:
+            run_training(experiment, data, workdir, tune_reporter(), resume_from=resume_from,
+                         provenance={"trainable": "baseline"})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,83 @@
+"""Ray Tune function trainable: AdamW + cosine finetune warm-started from a baseline checkpoint.
+
+`train.init_from` names the baseline: a checkpoint directory (a Tune checkpoint is one), or
+`mlflow:<run_id>` for the `checkpoint/` artifact of an MLflow run (tracking URI from the trial's
+`MLFLOW_TRACKING_URI`). The finetune inherits the baseline's data contract: input settings, model and split
+must match unless `train.allow_contract_change: true` says the change is intended.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from scolio_core.batches import load_trainval
+from scolio_core.checkpoint import Checkpoint, read_checkpoint, warm_start_violations
+from scolio_core.config import ExperimentConfig
+from scolio_core.errors import ConfigError, ContractError
+from scolio_core.inference import pick_device, predict_sequences
+from scolio_core.models import create_model
+from scolio_core.partitions import TrainValSplit
+from scolio_core.pav import PAVNormalizer
+from scolio_core.train import run_training
+from trainables._tune_report import local_workdir, resume_directory, tune_reporter
+from trainables.baseline import trial_experiment_config
+
+MLFLOW_PREFIX = "mlflow:"
+
+
+def fetch_baseline(init_from: str, tracking_uri: str | None = None) -> Path:
+    """Resolve `train.init_from` to a local checkpoint directory."""
+    if not init_from:
+        raise ConfigError("train.init_from is empty: a finetune needs a baseline checkpoint "
+                          "(a directory or mlflow:<run_id>)")
+    if init_from.startswith(MLFLOW_PREFIX):
+        import mlflow
+
+        run_id = init_from[len(MLFLOW_PREFIX):]
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint",
+                                                         tracking_uri=uri))
+    path = Path(init_from)
+    if not path.is_dir():
+        raise ConfigError(f"train.init_from: baseline checkpoint directory {path} does not exist")
+    return path
+
+
+def load_warm_start(experiment: ExperimentConfig, split: TrainValSplit) -> Checkpoint:
+    """Read the baseline and enforce its contract (unless the config allows the change)."""
+    baseline = read_checkpoint(fetch_baseline(experiment.train.init_from))
+    problems = warm_start_violations(baseline, experiment, split)
+    if problems and not experiment.train.allow_contract_change:
+        raise ContractError(f"finetune contradicts baseline {baseline.directory}: " + "; ".join(problems)
+                            + " (set train.allow_contract_change: true if the change is intended)")
+    return baseline
+
+
+def warm_start_metrics(experiment: ExperimentConfig, baseline: Checkpoint, data) -> dict:
+    """Val macro-F1 of the baseline weights before any finetune step (the finetune's starting point)."""
+    device = pick_device(experiment.train.device)
+    model = create_model(experiment.model, experiment.input.in_channels)
+    model.load_state_dict(baseline.model_state)
+    pav = None
+    if data.val_pav is not None:
+        pav = PAVNormalizer().fit(data.train_pav).transform(data.val_pav).astype("float32")
+    start = predict_sequences(model.to(device), data.val, experiment, device, pav).metrics()
+    return {"warmstart/val_macro_f1": float(start["macro_f1"]), "warmstart/val_accuracy": float(start["accuracy"])}
+
+
+def train_finetune(config: dict, split: TrainValSplit) -> None:
+    experiment = trial_experiment_config(config)
+    baseline = load_warm_start(experiment, split)
+    data = load_trainval(experiment, split)
+    extra = warm_start_metrics(experiment, baseline, data)
+    workdir = local_workdir()
+    try:
+        with resume_directory() as resume_from:
+            run_training(experiment, data, workdir, tune_reporter(extra), resume_from=resume_from,
+                         initial_model_state=None if resume_from else baseline.model_state,
+                         provenance={"trainable": "finetune", "baseline": str(baseline.directory),
+                                     "baseline_iteration": baseline.contract.get("iteration")})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
