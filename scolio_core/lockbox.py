@@ -156,9 +156,7 @@ def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: 
     point = predictions.metrics()
     metrics = flatten_metrics(point, "test")
     intervals = bootstrap_ci(predictions.labels, predictions.predicted, n_resamples=bootstrap_resamples, seed=0)
-    for name, (low, high) in intervals.items():
-        metrics[f"test/{name}_ci_low"] = float(low)
-        metrics[f"test/{name}_ci_high"] = float(high)
+    metrics.update(flatten_metrics(intervals, "test"))  # test/<name>/ci_low, test/<name>/ci_high
     metrics["test/reopened"] = float(looks > 0)
     ledger.append({**entry, "state": "completed", "metrics": metrics,
                    "time_completed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})

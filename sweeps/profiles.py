@@ -60,7 +60,10 @@ class SweepProfile:
     def evaluations_per_trial(self) -> int:
         """Tune's training_iteration budget: one report per evaluation."""
         train = self.base_config().train
-        return -(-train.iterations // train.eval_every)
+        iterations = train.iterations
+        if "train.iterations" in self.search:  # the budget is the largest searched length
+            iterations = max(int(v) for v in next(iter(self.search["train.iterations"].values())))
+        return -(-iterations // train.eval_every)
 
     def base_config(self) -> ExperimentConfig:
         return ExperimentConfig.from_dict(self.fixed)

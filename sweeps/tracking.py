@@ -47,6 +47,7 @@ TAG_ROLE = "scolio.role"
 TAG_TRIAL_ID = "ray.trial_id"
 TAG_STOPPED_BY = "scolio.stopped_by"
 TAG_RESTARTS = "scolio.restarts"
+TAG_FAILURES = "scolio.failures"
 TAG_ERROR = "scolio.error"
 TAG_CHECKPOINT = "scolio.best_checkpoint"
 TAG_CHECKPOINT_SCORE = "scolio.best_checkpoint_score"
@@ -323,7 +324,7 @@ class MLflowLifecycle(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         run_id = self._child(trial)
-        self._log_batch(run_id, tags={TAG_ERROR: _error_text(trial), TAG_RESTARTS: str(trial.num_failures)})
+        self._log_batch(run_id, tags={TAG_ERROR: _error_text(trial), TAG_FAILURES: str(trial.num_failures)})
         self.client.set_terminated(run_id, status="FAILED")
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def toy_trainable(config: dict) -> None:
-    """`steps` reports; `scale` sets how fast the loss falls; `fail_at` raises at that step (0: never)."""
+    """`steps` reports; `scale` sets how fast the loss falls; `fail_at` raises at that step (0: never);
+    past step `peak` (when given) `val/macro_f1` falls, so the best checkpoint is not the last one."""
     step = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -35,7 +36,8 @@ def toy_trainable(config: dict) -> None:
         if step == config.get("fail_at", 0):
             raise RuntimeError(f"toy failure at step {step}")
         loss = config["scale"] / step
-        metrics = {"loss": loss, "val/macro_f1": 1.0 - loss / (1.0 + loss), "step": step}
+        f1 = 1.0 - loss / (1.0 + loss) - 0.2 * max(0, step - config.get("peak", step))
+        metrics = {"loss": loss, "val/macro_f1": f1, "step": step}
         if not config.get("checkpoint", True):
             tune.report(metrics)
             continue

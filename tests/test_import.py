@@ -171,7 +171,8 @@ def test_refuses_unknown_missing_and_misshapen_keys() -> None:
     with pytest.raises(ContractError, match=r"missing 'Backbone\.forward_block\.layer3\.0\.downsample\.0\.weight'"):
         convert_opengait_state(missing)
     bad = {**sd, "BNNecks.fc_bin": torch.zeros(PARTS, EMBED, 4)}
-    with pytest.raises(ContractError, match=r"'BNNecks\.fc_bin' \(native 'bnneck\.classifier'\) has shape \[16, 16, 4\]"):
+    shape_message = r"'BNNecks\.fc_bin' \(native 'bnneck\.classifier'\) has shape \[16, 16, 4\]"
+    with pytest.raises(ContractError, match=shape_message):
         convert_opengait_state(bad)
     with pytest.raises(ContractError, match=r"missing 'attention_layer\.(channel|part)_gate"):
         convert_drf_author_state(random_state(opengait_layout(2), seed=3))  # DRF without its PGA block

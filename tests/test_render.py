@@ -29,9 +29,9 @@ def make_poses(frames: int, seed: int) -> np.ndarray:
     xy = STANDING[None] + rng.normal(0, 3, (frames, 17, 2)) + rng.uniform(-40, 40, (frames, 1, 2))
     conf = rng.uniform(0.2, 1.0, (frames, 17))
     conf[0, 3] = 0.0  # an undetected ear: not drawn
+    xy[0, 1] = xy[0, 0] + 0.4  # a limb shorter than 1 px: drawn as its start joint
     conf[1, 9] = 5e-4  # below min_confidence
-    xy[2, 1] = xy[2, 0] + 0.4  # a limb shorter than 1 px: drawn as its start joint
-    conf[2, 0:5] = 0.0  # no visible face: head-lite draws no head
+    conf[1, 0:5] = 0.0  # no visible face: head-lite draws no head
     return np.concatenate([xy, conf[..., None]], axis=-1).astype(np.float32)
 
 
@@ -150,14 +150,14 @@ CASES = [(8.0, 1.0), (3.5, 0.5), (12.0, 2.0)]
 @pytest.mark.parametrize("alignment", ["opengait", "aligned"])
 @pytest.mark.parametrize("representation", ["full-body", "body-only", "head-lite"])
 def test_matches_loop_reference(representation: str, alignment: str) -> None:
-    poses = make_poses(3, seed=len(representation) * 10 + len(alignment))
+    poses = make_poses(2, seed=len(representation) * 10 + len(alignment))
     for sigma, joint_weight in CASES:
         cfg = InputConfig(representation=representation, alignment=alignment, sigma=sigma,
                           joint_weight=joint_weight, dtype="float32")
         want_float, want_export = ref_render(poses, cfg)
         got_float = render_skeleton_maps(torch.from_numpy(poses), cfg).numpy()
         got_export = render_skeleton_maps(torch.from_numpy(poses), cfg, output="export").numpy()
-        assert got_float.shape == want_float.shape == (3, 2, 64, 44)
+        assert got_float.shape == want_float.shape == (2, 2, 64, 44)
         assert want_float.max() > 0.5  # the reference drew something
         np.testing.assert_allclose(got_float, want_float, atol=1e-4, rtol=0)
         diff = np.abs(got_export.astype(int) - want_export.astype(int))
@@ -166,7 +166,7 @@ def test_matches_loop_reference(representation: str, alignment: str) -> None:
 
 
 def test_confidence_weighting_off_uses_unit_peaks() -> None:
-    poses = make_poses(3, seed=3)
+    poses = make_poses(2, seed=3)
     cfg = InputConfig(representation="full-body", confidence_weighting=False, dtype="float32", sigma=6.0)
     want, _ = ref_render(poses, cfg)
     got = render_skeleton_maps(torch.from_numpy(poses), cfg).numpy()
@@ -191,12 +191,25 @@ def test_shapes_dtypes_and_uint8_model_matches_export() -> None:
 
 def test_aligned_shares_one_box_and_opengait_crops_per_channel() -> None:
     poses = torch.from_numpy(make_poses(3, seed=5))
-    aligned = render_skeleton_maps(poses, InputConfig(alignment="aligned", sigma=8.0), output="export")
-    opengait = render_skeleton_maps(poses, InputConfig(alignment="opengait", sigma=8.0), output="export")
-    assert not torch.equal(aligned, opengait)
-    # Joint channel of body-only: the top joint (a shoulder) sits 3 sigma below the crop top in aligned
-    # maps, so the first rows are non-zero there; opengait crops each channel to its own extent.
-    assert opengait[:, 0, 0].amax() > 0 and opengait[:, 1, 0].amax() > 0
+    # A faint joint channel: its Gaussian tails quantise to 0 well inside the keypoints' 3-sigma box.
+    aligned = render_skeleton_maps(poses, InputConfig(alignment="aligned", joint_weight=0.1), output="export")
+    opengait = render_skeleton_maps(poses, InputConfig(alignment="opengait", joint_weight=0.1), output="export")
+    # opengait crops each channel to its own non-zero rows, so both reach the top and bottom rows ...
+    for channel in (0, 1):
+        assert (opengait[:, channel, 0].amax(dim=-1) > 0).all()
+        assert (opengait[:, channel, -1].amax(dim=-1) > 0).all()
+    # ... while aligned keeps one box: the faint joints no longer fill it (and stay registered to the limbs).
+    assert (aligned[:, 1, 0].amax(dim=-1) == 0).all() and (aligned[:, 1, -1].amax(dim=-1) == 0).all()
+
+
+def test_maps_ignore_translation_and_scale_of_the_pose() -> None:
+    poses = torch.from_numpy(make_poses(3, seed=6))
+    moved = poses.clone()
+    moved[..., :2] = poses[..., :2] * 1.75 + torch.tensor([-120.0, 33.0])
+    for alignment in ("aligned", "opengait"):
+        cfg = InputConfig(alignment=alignment, dtype="float32")
+        torch.testing.assert_close(render_skeleton_maps(moved, cfg), render_skeleton_maps(poses, cfg),
+                                   atol=1e-4, rtol=0)
 
 
 def test_bad_input_is_refused() -> None:
@@ -244,3 +257,44 @@ def test_impute_missing_fills_zeros_from_neighbouring_frames() -> None:
     np.testing.assert_array_equal(filled[~np.isin(np.arange(10), [4, 6])], poses[~np.isin(np.arange(10), [4, 6])])
     with pytest.raises(DataError, match=r"\(T, 17, 3\)"):
         impute_missing(np.zeros((5, 17, 2)))
+
+
+def test_scolio_render_exports_opengait_layout(tmp_path) -> None:
+    import json
+    import pickle
+
+    from scolio_core.cli import main
+    from scolio_core.dataset import index_release
+    from scolio_core.safe_pickle import safe_load
+
+    root = tmp_path / "pose"
+    sequences = {"00001": "negative", "00002": "Positive", "00003": "neutral"}
+    for i, (seq_id, cls) in enumerate(sequences.items()):
+        folder = root / seq_id / cls / "000_180"
+        folder.mkdir(parents=True)
+        poses = make_poses(3, seed=i)
+        poses[1, 9, :] = 0.0  # a missing wrist, imputed before drawing
+        with open(folder / "000_180.pkl", "wb") as handle:
+            pickle.dump(poses, handle)
+    ids_file = tmp_path / "part.json"
+    ids_file.write_text(json.dumps({"TRAIN_SET": ["00001"], "TEST_SET": ["00002"]}))
+    out = tmp_path / "maps"
+    argv = ["render", str(root), str(out), "--sigma", "4", "--joint-weight", "0.8", "--alignment", "opengait",
+            "--representation", "full-body", "--no-confidence-weighting", "--ids-from", str(ids_file),
+            "--device", "cpu"]
+    assert main(argv) == 0
+    index = index_release(out)
+    assert sorted(index) == ["00001", "00002"]  # only the listed ids
+    assert index["00002"].class_name == "positive"
+    maps = safe_load(out / "00002" / "positive" / "000_180" / "000_180.pkl")  # class folder canonicalised
+    assert maps.dtype == np.uint8 and maps.shape == (3, 2, 64, 64)
+    cfg = InputConfig(representation="full-body", sigma=4.0, joint_weight=0.8, alignment="opengait",
+                      confidence_weighting=False)
+    poses = impute_missing(safe_load(root / "00002" / "Positive" / "000_180" / "000_180.pkl"))
+    np.testing.assert_array_equal(maps, render_skeleton_maps(torch.from_numpy(poses), cfg, output="export").numpy())
+    recorded = json.loads((out / "render_config.json").read_text())
+    assert recorded["input"]["sigma"] == 4.0 and recorded["input"]["confidence_weighting"] is False
+    assert recorded["input"]["alignment"] == "opengait" and recorded["sequences"] == 2
+    # An id the root does not hold is a one-line error naming it.
+    ids_file.write_text(json.dumps(["00001", "00042"]))
+    assert main(argv) == 2

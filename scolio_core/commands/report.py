@@ -1,0 +1,34 @@
+"""Rebuild results/<sweep>/ (CSV, Markdown, plots) from MLflow alone.
+
+    scolio report repr-sweep --tracking-uri sqlite:///mlflow.db --out results/repr-sweep \
+        [--data-root /data/scoliosis1k]   # adds skeleton_previews.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from scolio_core.report import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+
+    parser.add_argument("sweep", metavar="SWEEP", help="sweep name (the parent run's scolio.sweep tag)")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                        help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
+    parser.add_argument("--out", help="output folder (default results/SWEEP)")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    parser.add_argument("--data-root", help="data root with pose pkl files: adds skeleton_previews.png")
+
+
+def run(args: argparse.Namespace) -> int:
+    from scolio_core.report import build_report, markdown_table
+
+    out = args.out or f"results/{args.sweep}"
+    paths = build_report(args.tracking_uri, args.sweep, out, experiment=args.experiment, data_root=args.data_root)
+    for path in paths.files():
+        print(f"wrote {path}")
+    for note in paths.notes:
+        print(f"note: {note}")
+    print()
+    print(markdown_table(paths.leaderboard), end="")
+    return 0

@@ -1,0 +1,42 @@
+"""Shared fixtures: one small synthetic release per test session, tiny CPU configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_ledger(tmp_path, monkeypatch):
+    # The lockbox's default ledger lives in the home directory; tests never touch the user's.
+    monkeypatch.setenv("SCOLIO_LEDGER", str(tmp_path / "ledger.jsonl"))
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """60 sequences x 16 frames, 1:1:2 training ratio, both modalities and Scoliosis1K_112.json."""
+    from scolio_core.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth")
+    synthesize(root, num_sequences=60, frames=16, train_ratio=(1, 1, 2), seed=0, progress=False, overwrite=True)
+    return root
+
+
+def tiny_config(root: Path, **overrides):
+    """A config that trains in seconds on CPU (width 4, 32x22 maps, 8 parts)."""
+    from scolio_core.config import ExperimentConfig
+
+    values = {
+        "data.root": str(root), "data.partition": "Scoliosis1K_112.json", "data.val_fraction": 0.25,
+        "model.width": 4, "model.parts": 8, "input.map_size": 32, "input.side_crop": 5,
+        "train.iterations": 6, "train.eval_every": 3, "train.milestones": [4], "train.batch_ids": 4,
+        "train.batch_samples": 2, "train.frames": 6, "train.max_eval_frames": 16, "train.eval_batch_size": 8,
+        "train.device": "cpu",
+    }
+    values.update(overrides)
+    return ExperimentConfig.from_dict(values)
