@@ -20,6 +20,8 @@ from scolio_core import CLASS_NAMES
 from scolio_core.config import InputConfig
 from scolio_core.errors import ConfigError, DataError
 
+LIMB_RGB = np.array([0.0, 0.85, 1.0])
+JOINT_RGB = np.array([1.0, 0.15, 0.1])
 STATUS_COLOURS = {"FINISHED": "tab:blue", "KILLED": "tab:orange", "FAILED": "tab:red", "RUNNING": "tab:grey"}
 
 
@@ -150,7 +152,9 @@ def skeleton_preview(poses: np.ndarray, configs: Sequence[tuple[str, InputConfig
         imputed = impute_missing(poses, k=cfg.impute_neighbors)[picks]
         maps = render_skeleton_maps(torch.from_numpy(imputed), cfg).cpu().numpy()  # (F, 2, H, W)
         limbs, joints = maps[:, 0], maps[:, 1]
-        rgb = np.clip(np.stack([joints, limbs, limbs], axis=-1), 0.0, 1.0)  # (F, H, W, 3)
+        # Joints composited over limbs (alpha = joint map), so joints stay red where they meet limbs.
+        alpha = np.clip(joints, 0.0, 1.0)[..., None]
+        rgb = (1.0 - alpha) * np.clip(limbs, 0.0, 1.0)[..., None] * LIMB_RGB + alpha * JOINT_RGB  # (F, H, W, 3)
         for col, frame in enumerate(picks):
             ax = axes[row, col]
             ax.imshow(rgb[col], interpolation="nearest")
@@ -158,6 +162,6 @@ def skeleton_preview(poses: np.ndarray, configs: Sequence[tuple[str, InputConfig
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(f"frame {frame}", fontsize="small")
-        axes[row, 0].set_ylabel(f"{label}\n{cfg.representation}\nsigma={cfg.sigma:g}", fontsize="small")
+        axes[row, 0].set_ylabel(f"{label}\n{cfg.representation}, sigma={cfg.sigma:.3g}", fontsize="small")
     fig.suptitle("skeleton maps: limbs cyan, joints red", fontsize="medium")
     return _save(fig, path)

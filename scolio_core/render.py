@@ -14,9 +14,10 @@ The `opengait` alignment reproduces the public OpenGait SkeletonGait heatmap pre
 `aligned` (the default) differs only in (e): one crop box from the keypoints' drawn extent, shared by
 both channels, so limbs and joints stay registered.
 
-Step (e) is linear in the map, so the variable crop + resize is `R @ M @ C^T` with per-frame matrices
-that reproduce OpenCV's INTER_AREA weights (area averaging when shrinking, its bilinear-like rule when
-enlarging); the side crop of the model input is folded into C.
+Each part is evaluated only in a window covering its ±3 sigma box (one window size per chunk of
+frames) and max-scattered onto the canvas. Step (e) is linear in the map, so the variable crop +
+resize is `R @ M @ C^T` with per-frame matrices that reproduce OpenCV's INTER_AREA weights (area
+averaging when shrinking, its bilinear-like rule when enlarging); the side crop is folded into C.
 """
 
 from __future__ import annotations
@@ -122,27 +123,46 @@ def _points(poses: torch.Tensor, cfg: InputConfig) -> tuple[torch.Tensor, torch.
     return xy, drawn, value.to(torch.float32)
 
 
-def _box_mask(low: torch.Tensor, high: torch.Tensor, sigma: float, size: int) -> torch.Tensor:
-    """Pixels p with int(low - 3 sigma) <= p <= int(high + 3 sigma), int() truncating toward zero as
-    OpenGait's Python int() does (a box ending in (-1, 0) still covers pixel 0). (..., size) bool."""
-    pixels = torch.arange(size, device=low.device, dtype=torch.float64)
-    start = torch.trunc(low - 3 * sigma)[..., None]
-    end = torch.trunc(high + 3 * sigma)[..., None]
-    return (pixels >= start) & (pixels <= end)
+def _window(low: torch.Tensor, high: torch.Tensor, sigma: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels of each part's box along one axis, as a window of one common length K.
+
+    The box holds pixels p with int(low - 3 sigma) <= p <= int(high + 3 sigma), int() truncating toward
+    zero as OpenGait's Python int() does (a box ending in (-1, 0) still covers pixel 0). Windows are
+    placed inside the canvas and cover the box's on-canvas part. Returns (pixels (..., K) long,
+    inside (..., K) float32 0/1).
+    """
+    start, end = torch.trunc(low - 3 * sigma), torch.trunc(high + 3 * sigma)
+    first = start.clamp(0, size - 1)
+    extent = end.clamp(0, size - 1) - first + 1
+    k = max(1, int(extent.max().item())) if extent.numel() else 1
+    origin = first.clamp(max=size - k).to(torch.long)
+    pixels = origin[..., None] + torch.arange(k, device=low.device)
+    inside = ((pixels >= start[..., None]) & (pixels <= end[..., None])).to(torch.float32)
+    return pixels, inside
+
+
+def _scatter_max(rows: torch.Tensor, cols: torch.Tensor, patch: torch.Tensor, size: int) -> torch.Tensor:
+    """Max of part windows placed on an empty canvas. rows (n, P, Kh), cols (n, P, Kw) pixel indices,
+    patch (n, P, Kh, Kw) >= 0 -> (n, H, W)."""
+    n = patch.shape[0]
+    canvas = patch.new_zeros((n, size * size))
+    index = (rows[..., :, None] * size + cols[..., None, :]).reshape(n, -1)
+    canvas.scatter_reduce_(1, index, patch.reshape(n, -1), reduce="amax")
+    return canvas.reshape(n, size, size)
 
 
 def _joint_channel(xy: torch.Tensor, value: torch.Tensor, sigma: float, size: int) -> torch.Tensor:
     """Max over parts of value * exp(-d^2 / 2 sigma^2) inside each part's box. xy (n, J, 2) -> (n, H, W)."""
     if xy.shape[1] == 0:
         return xy.new_zeros((xy.shape[0], size, size), dtype=torch.float32)
-    pixels = torch.arange(size, device=xy.device, dtype=torch.float32)
+    cols, inside_x = _window(xy[..., 0], xy[..., 0], sigma, size)
+    rows, inside_y = _window(xy[..., 1], xy[..., 1], sigma, size)
     centre = xy.to(torch.float32)
     inv = -0.5 / sigma**2
     # The 2-D Gaussian and its box are separable: one row factor times one column factor.
-    gx = torch.exp((pixels - centre[..., 0:1]) ** 2 * inv) * _box_mask(xy[..., 0], xy[..., 0], sigma, size)
-    gy = torch.exp((pixels - centre[..., 1:2]) ** 2 * inv) * _box_mask(xy[..., 1], xy[..., 1], sigma, size)
-    gy = gy * value[..., None]
-    return (gy[..., :, None] * gx[..., None, :]).amax(dim=1)  # (n, J, H, W) -> (n, H, W)
+    gx = torch.exp((cols - centre[..., 0:1]) ** 2 * inv) * inside_x
+    gy = torch.exp((rows - centre[..., 1:2]) ** 2 * inv) * inside_y * value[..., None]
+    return _scatter_max(rows, cols, gy[..., :, None] * gx[..., None, :], size)
 
 
 def _limb_channel(start: torch.Tensor, end: torch.Tensor, value: torch.Tensor, sigma: float,
@@ -155,25 +175,24 @@ def _limb_channel(start: torch.Tensor, end: torch.Tensor, value: torch.Tensor, s
     length2 = (direction**2).sum(dim=-1)
     short = length2 < 1  # OpenGait draws such a limb as its start joint (with the joint's box)
     box_end = torch.where(short[..., None], start, end)
-    mask_x = _box_mask(torch.minimum(start[..., 0], box_end[..., 0]),
-                       torch.maximum(start[..., 0], box_end[..., 0]), sigma, size)
-    mask_y = _box_mask(torch.minimum(start[..., 1], box_end[..., 1]),
-                       torch.maximum(start[..., 1], box_end[..., 1]), sigma, size)
+    cols, inside_x = _window(torch.minimum(start[..., 0], box_end[..., 0]),
+                             torch.maximum(start[..., 0], box_end[..., 0]), sigma, size)
+    rows, inside_y = _window(torch.minimum(start[..., 1], box_end[..., 1]),
+                             torch.maximum(start[..., 1], box_end[..., 1]), sigma, size)
     inv_length2 = torch.where(short, torch.zeros_like(length2), 1.0 / length2.clamp(min=1.0))
 
-    pixels = torch.arange(size, device=start.device, dtype=torch.float32)
     a = start.to(torch.float32)
     dx = direction[..., 0].to(torch.float32)[..., None, None]
     dy = direction[..., 1].to(torch.float32)[..., None, None]
-    u = (pixels - a[..., 0:1])[..., None, :]  # (n, L, 1, W)
-    v = (pixels - a[..., 1:2])[..., :, None]  # (n, L, H, 1)
-    # Projection parameter of each pixel onto the segment, clamped to its ends.
+    u = (cols - a[..., 0:1])[..., None, :]  # (n, L, 1, Kw)
+    v = (rows - a[..., 1:2])[..., :, None]  # (n, L, Kh, 1)
+    # Projection parameter of each pixel onto the segment, clamped to its ends (0 for a short limb).
     t = (u * dx + v * dy).mul_(inv_length2.to(torch.float32)[..., None, None]).clamp_(0.0, 1.0)
     ey = v - t * dy
     d2 = t.mul_(dx).neg_().add_(u).square_().add_(ey.square_())  # reuse t's buffer: (u - t dx)^2 + ey^2
     patch = d2.mul_(-0.5 / sigma**2).exp_()
-    weight = (mask_y.to(torch.float32) * value[..., None])[..., :, None] * mask_x.to(torch.float32)[..., None, :]
-    return patch.mul_(weight).amax(dim=1)
+    weight = (inside_y * value[..., None])[..., :, None] * inside_x[..., None, :]
+    return _scatter_max(rows, cols, patch.mul_(weight), size)
 
 
 def _draw(xy: torch.Tensor, drawn: torch.Tensor, value: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
@@ -209,32 +228,39 @@ def resize_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, can
     `out_size` as cv2.resize(..., INTER_AREA) does. start/length/area (n,) -> (n, out_size, canvas) f32.
 
     `area` picks OpenCV's area averaging (used when neither axis is enlarged); otherwise OpenCV applies
-    its INTER_AREA enlarging rule, a bilinear variant, to both axes. Coefficients follow OpenCV's double
-    arithmetic so the chosen source pixels match it exactly.
+    its INTER_AREA enlarging rule, a bilinear variant, to both axes. Per-output coefficients follow
+    OpenCV's double arithmetic so the chosen source pixels match it exactly.
     """
-    f64 = dict(device=start.device, dtype=torch.float64)
-    length = length.to(torch.float64)[:, None, None]
-    first = start.to(torch.float64)[:, None, None]
-    d = torch.arange(out_size, **f64)[None, :, None]
-    p = torch.arange(canvas_size, **f64)[None, None, :]
-
+    n = start.shape[0]
+    weights = torch.empty((n, out_size, canvas_size), device=start.device, dtype=torch.float32)
+    pixels = torch.arange(canvas_size, device=start.device, dtype=torch.float32)
+    d = torch.arange(out_size, device=start.device, dtype=torch.float64)
+    first = start.to(torch.float64)[:, None]
+    length = length.to(torch.float64)[:, None]
     inv_scale = out_size / length
-    scale = 1.0 / inv_scale
-    # Area averaging: output cell d covers source [d * scale, (d + 1) * scale) of the crop.
-    low = first + d * scale
-    overlap = (torch.minimum(p + 1, low + scale) - torch.maximum(p, low)).clamp(min=0)
-    area_w = overlap / scale
+    scale = 1.0 / inv_scale  # (n, 1), as OpenCV derives it
 
-    # Enlarging: OpenCV's sx = floor(d * scale), fx = frac((d + 1) - (sx + 1) / scale) (0 if <= 0).
-    sx = torch.floor(d * scale)
-    fx = ((d + 1) - (sx + 1) * inv_scale).to(torch.float32).to(torch.float64)
-    fx = torch.where(fx <= 0, torch.zeros_like(fx), fx - torch.floor(fx))
-    at_end = sx >= length - 1
-    fx = torch.where(at_end, torch.zeros_like(fx), fx)
-    sx = torch.where(at_end, length - 1, sx)
-    linear_w = (p == first + sx) * (1 - fx) + (p == first + sx + 1) * fx
-
-    return torch.where(area[:, None, None], area_w, linear_w).to(torch.float32)
+    if area.any():
+        # Output cell d averages source [lo, lo + scale); the overlap of pixel p with it is a
+        # difference of two unit ramps.
+        lo = (first + d * scale)[area].to(torch.float32)[..., None]
+        cell = scale[area].to(torch.float32)[..., None]
+        w = (lo + cell - pixels).clamp_(0, 1).sub_((lo - pixels).clamp_(0, 1)).div_(cell)
+        weights[area] = w
+    if not area.all():
+        keep = ~area
+        # OpenCV: sx = floor(d * scale), fx = frac((d + 1) - (sx + 1) / scale) in float, 0 if <= 0;
+        # at the last source pixel the weight goes wholly to it.
+        sx = torch.floor(d * scale[keep])
+        fx = ((d + 1) - (sx + 1) * inv_scale[keep]).to(torch.float32)
+        fx = torch.where(fx <= 0, torch.zeros_like(fx), fx - torch.floor(fx))
+        at_end = sx >= length[keep] - 1
+        fx = torch.where(at_end, torch.zeros_like(fx), fx)
+        sx = torch.where(at_end, length[keep] - 1, sx)
+        left = (first[keep] + sx).to(torch.float32)[..., None]
+        fx = fx[..., None]
+        weights[keep] = (pixels == left) * (1 - fx) + (pixels == left + 1) * fx
+    return weights
 
 
 def _crop_boxes(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ import ast
 import hashlib
 import json
 import math
+import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # mlflow is imported when a store is opened, so `scolio audit
     from mlflow.tracking import MlflowClient
 
 INT_COLUMNS = ("rank", "best_step", "iterations", "evaluations")
+_PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _TIE = 1e-9  # scores closer than this count as equal when checking the selection
 
 
@@ -267,9 +269,12 @@ def leaderboard(record: SweepRecord) -> pd.DataFrame:
         })
     frame = pd.DataFrame(rows, columns=["trial_id", "run_id", "split", "status", *record.searched, "macro_f1",
                                         "accuracy", "best_step", "iterations", "evaluations"])
-    frame = frame.sort_values("macro_f1", ascending=False, na_position="last", kind="stable")
-    frame.insert(0, "rank", range(1, len(frame) + 1))
     result, winner = winner_test_result(record), record.winner()
+    # Among tied trials the selected one is listed first, so rank 1 is the winner whenever it can be.
+    frame["_selected"] = frame["run_id"] == (winner.run_id if winner else None)
+    frame = frame.sort_values(["macro_f1", "_selected"], ascending=False, na_position="last", kind="stable")
+    frame = frame.drop(columns="_selected")
+    frame.insert(0, "rank", range(1, len(frame) + 1))
     if result is not None:
         metrics = result["metrics"]
         row = {"rank": None, "split": result["label"],
@@ -312,13 +317,23 @@ def _download_json(tracking_uri: str, run_id: str, artifact: str) -> dict | None
     folder = artifact.rpartition("/")[0]
     if artifact not in {f.path for f in client.list_artifacts(run_id, folder or None)}:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp,
-                                                    tracking_uri=tracking_uri)
-        try:
-            return json.loads(Path(local).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"run {run_id}: artifact {artifact} is not readable JSON ({exc})") from None
+    # A progress bar per small JSON file would bury the audit's output.
+    previous = os.environ.get(_PROGRESS_BAR_ENV)
+    os.environ[_PROGRESS_BAR_ENV] = "false"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp,
+                                                        tracking_uri=tracking_uri)
+            text = Path(local).read_text()
+    finally:
+        if previous is None:
+            os.environ.pop(_PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[_PROGRESS_BAR_ENV] = previous
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"run {run_id}: artifact {artifact} is not valid JSON ({exc})") from None
 
 
 def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EXPERIMENT,
@@ -434,7 +449,8 @@ def format_audit(audit: dict) -> str:
     lines = [f"Audit of sweep {audit['sweep']!r} ({audit['trials']} trials, parent run {audit['parent_run_id']}):"]
     lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}), selected on "
                  f"{audit['selection_split'] or 'an unrecorded split'} by {audit['selection_metric']} "
-                 f"({audit['mode']}): {_number(audit['winner_value'])}; best of all trials {_number(audit['best_value'])}")
+                 f"({audit['mode']}): {_number(audit['winner_value'])}; "
+                 f"best of all trials {_number(audit['best_value'])}")
     lines.append(f"- test set evaluated {n} time(s)" + (" (one-shot)" if n == 1 else "")
                  + (f"; reopened attempts {audit['reopened_attempts']}" if audit["reopened_attempts"] else ""))
     lines.append(f"- split fingerprint {audit['split_fingerprint'] or 'not recorded'}; train/val fingerprint "
@@ -516,7 +532,7 @@ def preview_configs(record: SweepRecord, limit: int = 6) -> list[tuple[str, Any]
     chosen = [("winner" if winner and base == _input_config(winner.params) else "example", base)]
     for _, cfg in skeleton:
         if cfg.representation != base.representation:
-            chosen.append((cfg.representation, replace(base, representation=cfg.representation)))
+            chosen.append(("also searched", replace(base, representation=cfg.representation)))
     sigmas = sorted({c.sigma for _, c in skeleton})
     for sigma, label in ((sigmas[0], "lowest sigma"), (sigmas[-1], "highest sigma")):
         chosen.append((label, replace(base, sigma=sigma)))
@@ -526,23 +542,34 @@ def preview_configs(record: SweepRecord, limit: int = 6) -> list[tuple[str, Any]
     return list(unique.values())[:limit]
 
 
-def _preview(record: SweepRecord, data_root: str | Path, path: Path) -> Path:
+def _preview(record: SweepRecord, tracking_uri: str, data_root: str | Path, path: Path) -> Path:
+    """Previews drawn on one *training* sequence of the winner's contract (never a test id: only the
+    lockbox reads test data, and `$SCOLIO_ACCESS_LOG` audits would flag any other read)."""
     from scolio_core.dataset import index_release, load_pose, resolve_modality_root
     from scolio_core.plots import skeleton_preview
 
     configs = preview_configs(record)
     if not configs:
         raise DataError("no trial used a skeleton representation")
+    winner = record.winner()
+    contract = _download_json(tracking_uri, winner.run_id, "checkpoint/contract.json") if winner else None
+    train_ids = set(((contract or {}).get("split") or {}).get("train_ids") or ())
+    if not train_ids:
+        raise DataError("the winner's checkpoint contract lists no training ids to draw a preview from")
     index = index_release(resolve_modality_root(data_root, "skeleton"))
-    if not index:
-        raise DataError(f"{data_root}: no pose sequences found")
-    first = index[sorted(index)[0]]
-    return skeleton_preview(load_pose(first.path, first.seq_id), configs, path)
+    usable = sorted(train_ids & set(index))
+    if not usable:
+        raise DataError(f"{data_root}: none of the winner's training sequences are there")
+    sequence = index[usable[0]]
+    return skeleton_preview(load_pose(sequence.path, sequence.seq_id), configs, path)
 
 
 def build_report(tracking_uri: str, sweep_name: str, out_dir: str | Path, experiment: str = DEFAULT_EXPERIMENT,
                  data_root: str | Path | None = None) -> ReportPaths:
-    """Write leaderboard.csv/.md, summary.md and the plots for `sweep_name` into `out_dir`."""
+    """Write leaderboard.csv/.md, summary.md and the plots for `sweep_name` into `out_dir`.
+
+    Skeleton previews are drawn when pose data is found under `data_root` (default: the sweep's
+    `scolio.data_root` tag); otherwise `ReportPaths.notes` says why they were skipped."""
     from scolio_core import plots
 
     record = load_sweep(tracking_uri, sweep_name, experiment)
@@ -578,9 +605,12 @@ def build_report(tracking_uri: str, sweep_name: str, out_dir: str | Path, experi
             f"winner, {result['label']}")
     elif result is not None:
         paths.notes.append("test_confusion_matrix.png skipped: no confusion counts recorded")
+    # The sweep records where its data lived; use it when it exists on this machine.
+    data_root = data_root or record.tags.get("scolio.data_root") or None
     if data_root is not None:
         try:
-            paths.plots["skeleton_previews"] = _preview(record, data_root, out / "skeleton_previews.png")
+            paths.plots["skeleton_previews"] = _preview(record, tracking_uri, data_root,
+                                                        out / "skeleton_previews.png")
         except (DataError, ConfigError) as exc:
             paths.notes.append(f"skeleton_previews.png skipped: {exc}")
     audit = audit_sweep(tracking_uri, sweep_name, experiment, record=record)

@@ -54,6 +54,11 @@ def synthetic_root(profile: SweepProfile, cache_dir: Path | None) -> Path:
     return root
 
 
+def short_trial_name(trial) -> str:
+    """Trial names/dirs like `train_baseline_1a2b3c4d` (Tune's default embeds the whole config)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
 def check_tracking_uri(tracking_uri: str) -> None:
     """Fail before compute when MLflow cannot be reached."""
     from mlflow.tracking import MlflowClient
@@ -133,7 +138,8 @@ class SweepContext:
         tune_config = tune.TuneConfig(
             metric=self.profile.metric, mode=self.profile.mode, search_alg=search_alg, scheduler=scheduler,
             num_samples=num_samples or self.profile.num_samples,
-            max_concurrent_trials=None if search_alg is not None else self.profile.max_concurrent_trials)
+            max_concurrent_trials=None if search_alg is not None else self.profile.max_concurrent_trials,
+            trial_name_creator=short_trial_name, trial_dirname_creator=short_trial_name)
         run_config_kwargs = {"checkpoint_config": tune.CheckpointConfig(
             num_to_keep=2, checkpoint_score_attribute=self.profile.metric,
             checkpoint_score_order=self.profile.mode), "verbose": 1}
@@ -189,6 +195,11 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
     tracking_uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     check_tracking_uri(tracking_uri)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # trials (finetune warm starts) read it
+    # Local Ray workers inherit the driver's environment: make this checkout importable for them even when
+    # it is not pip-installed (a `ray job submit --working-dir` job gets it on the path from Ray).
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
     connect_ray()
     storage_path = check_storage_path(args.storage_path or str(Path.cwd() / "ray_results"), count_alive_nodes())
 

@@ -123,17 +123,22 @@ def load_profile(name_or_path: str) -> SweepProfile:
     return profile
 
 
-def define_search_space(profile: SweepProfile):
-    """An Optuna define-by-run function: skeleton-only knobs are sampled only for skeleton representations."""
+class ConditionalSpace:
+    """An Optuna define-by-run space: skeleton-only knobs are sampled only for skeleton representations.
 
-    def define(trial) -> None:
-        representation = None
-        if "input.representation" in profile.search:
+    A class rather than a closure because Tune pickles the searcher (with this) into its experiment state.
+    """
+
+    def __init__(self, search: dict[str, dict[str, list]], default_representation: str) -> None:
+        self.search = search
+        self.default_representation = default_representation
+
+    def __call__(self, trial) -> None:
+        representation = self.default_representation
+        if "input.representation" in self.search:
             representation = trial.suggest_categorical(
-                "input.representation", profile.search["input.representation"]["choice"])
-        else:
-            representation = profile.base_config().input.representation
-        for key, spec in profile.search.items():
+                "input.representation", self.search["input.representation"]["choice"])
+        for key, spec in self.search.items():
             if key == "input.representation":
                 continue
             if _is_skeleton_only(key) and representation not in SKELETON_REPRESENTATIONS:
@@ -148,7 +153,9 @@ def define_search_space(profile: SweepProfile):
             else:
                 trial.suggest_int(key, int(values[0]), int(values[1]))
 
-    return define
+
+def define_search_space(profile: SweepProfile) -> ConditionalSpace:
+    return ConditionalSpace(profile.search, profile.base_config().input.representation)
 
 
 def apply_overrides(profile: SweepProfile, **overrides: Any) -> SweepProfile:

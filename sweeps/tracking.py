@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
@@ -51,7 +51,6 @@ TAG_FAILURES = "scolio.failures"
 TAG_ERROR = "scolio.error"
 TAG_CHECKPOINT = "scolio.best_checkpoint"
 TAG_CHECKPOINT_SCORE = "scolio.best_checkpoint_score"
-TAG_LAST_STEP = "scolio.last_step"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
 
@@ -183,7 +182,7 @@ class MLflowLifecycle(tune.Callback):
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self._children: dict[str, str] = {}  # trial id -> child run id
-        self._last_step: dict[str, int] = {}  # trial id -> last step logged
+        self._last_step: dict[str, int] = {}  # trial id -> last step logged (a reused child: looked up once)
         self._stop_signal: dict[str, str] = {}  # trial id -> "scheduler" | "stopper", when Tune set done
 
     def __getstate__(self) -> dict[str, Any]:
@@ -216,8 +215,8 @@ class MLflowLifecycle(tune.Callback):
                 logger.warning("sweep %r has %d parent runs; reusing the oldest, %s",
                                self.sweep_name, len(found), parent.info.run_id)
             self.parent_run_id = parent.info.run_id
+            self._log_parent_params(parent.data.params)  # refuses a changed setting before reopening
             self.client.update_run(self.parent_run_id, status="RUNNING")
-            self._log_parent_params(parent.data.params)
             self._load_children()
         else:
             parent = self.client.create_run(self.experiment_id, run_name=self.sweep_name,
@@ -259,7 +258,6 @@ class MLflowLifecycle(tune.Callback):
                 trial_id = run.data.tags.get(TAG_TRIAL_ID)
                 if trial_id:
                     self._children[trial_id] = run.info.run_id
-                    self._last_step[trial_id] = int(run.data.tags.get(TAG_LAST_STEP, 0))
             token = page.token
             if not token:
                 break
@@ -277,6 +275,7 @@ class MLflowLifecycle(tune.Callback):
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._trial_budget(trial)  # a budget key missing from the config fails now, not at the trial's end
         run_id = self._child(trial)
         run = self.client.get_run(run_id)
         if run.info.status != "RUNNING":
@@ -299,11 +298,12 @@ class MLflowLifecycle(tune.Callback):
             hit = any(k in result and result[k] >= v for k, v in criteria.items())
             self._stop_signal[trial.trial_id] = "stopper" if hit else "scheduler"
         run_id = self._child(trial)
-        if step <= self._last_step.get(trial.trial_id, 0):
+        if trial.trial_id not in self._last_step:
+            self._last_step[trial.trial_id] = self._logged_step(run_id)
+        if step <= self._last_step[trial.trial_id]:
             return  # replayed after a restore from an older checkpoint: each step is logged once
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in result_metrics(result).items()]
-        self._log_batch(run_id, metrics=metrics, tags={TAG_LAST_STEP: str(step)})
+        self._log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in result_metrics(result).items()])
         self._last_step[trial.trial_id] = step
 
     def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -313,6 +313,8 @@ class MLflowLifecycle(tune.Callback):
         self.client.update_run(run_id, status="RUNNING")
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        if trial.trial_id not in self._children and not trial.last_result:
+            return  # stopped while still pending: it never ran, so it gets no run
         run_id = self._child(trial)
         tags = {}
         stopped_by = self._stopped_early_by(trial)
@@ -350,6 +352,12 @@ class MLflowLifecycle(tune.Callback):
         self.client.set_terminated(self.parent_run_id, status="FINISHED" if finished else "KILLED")
 
     # ----------------------------------------------------------------------------------------- helpers
+    def _logged_step(self, run_id: str) -> int:
+        """The last step a reused child run has metrics for (0 for none), so a resumed trial's replayed
+        steps are not logged twice. Asked only once per reused child, not on every result."""
+        keys = self.client.get_run(run_id).data.metrics
+        return max((m.step for key in keys for m in self.client.get_metric_history(run_id, key)), default=0)
+
     def _trial_budget(self, trial: Trial) -> float | None:
         if self.budget is None or isinstance(self.budget, (int, float)):
             return self.budget

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     lifecycle = MLflowLifecycle(args.tracking_uri, "toy", args.name, metric="val/macro_f1", mode="max",
                                 params={"space": space}, budget="steps")
     grid = run_or_restore(toy_trainable, name=args.name, storage_path=args.storage, param_space=space,
-                          tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max"),
+                          tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max", reuse_actors=True),
                           run_config_kwargs={"verbose": 0}, callbacks=[lifecycle],
                           resources={"cpu": 1})
     print(f"finished {len(grid)} trials, errors: {len(grid.errors)}", flush=True)

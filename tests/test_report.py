@@ -133,7 +133,8 @@ def _search_children(uri: str, parent: str) -> pd.DataFrame:
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        return mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+        return mlflow.search_runs(experiment_names=[EXPERIMENT],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     finally:
         mlflow.set_tracking_uri(previous)
 
@@ -204,7 +205,8 @@ def test_report_writes_plots_and_summary(store, tmp_path):
     assert "oracle macro-F1 ceiling (synthetic data): 0.91" in summary
     assert "VERDICT: CLEAN" in summary
     table = paths.leaderboard_md.read_text()
-    assert table.count("\n| t") == len(TRIALS) + 1 and "| one-shot test |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # minus the header
+    assert len(rows) == len(TRIALS) + 1 and "| one-shot test |" in rows[-1]
 
 
 def _write_pose(root: Path, seq_id: str, poses: np.ndarray) -> None:
@@ -246,16 +248,21 @@ def test_skeleton_preview_renders_each_setting(tmp_path):
         skeleton_preview(poses, [("s", InputConfig(representation="silhouette"))], tmp_path / "s.png")
 
 
-def test_report_adds_previews_when_data_is_found(store, tmp_path):
+def test_report_adds_previews_when_data_is_found(store, tmp_path, monkeypatch):
     import torch
 
+    from scolio_core.dataset import ACCESS_LOG_ENV
     from scolio_core.report import build_report
 
     torch.set_num_threads(1)
     uri, _ = store
-    _write_pose(tmp_path / "data", "00001", _walker())
+    _write_pose(tmp_path / "data", "00007", _walker())  # a test id of _split(): must never be read
+    _write_pose(tmp_path / "data", "00003", _walker())
+    log = tmp_path / "access.log"
+    monkeypatch.setenv(ACCESS_LOG_ENV, str(log))
     paths = build_report(uri, "clean", tmp_path / "with", data_root=tmp_path / "data")
     assert paths.plots["skeleton_previews"].stat().st_size > 5000
+    assert [line.split("\t")[1] for line in log.read_text().splitlines()] == ["00003"]
     missing = build_report(uri, "clean", tmp_path / "without", data_root=tmp_path / "nowhere")
     assert "skeleton_previews" not in missing.plots
     assert any("skeleton_previews.png skipped" in note for note in missing.notes)
@@ -280,3 +287,19 @@ def test_markdown_table_blanks_missing_values():
 
     table = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x|y", None]}))
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x\\|y |", "|  |  |"]
+
+
+def test_searched_params_from_parent_or_from_what_varies():
+    from types import SimpleNamespace
+
+    from scolio_core.report import _searched_params
+
+    def trial(**params):
+        return SimpleNamespace(params={"model.width": 16, **params})
+
+    trials = [trial(**{"input.sigma": 4.0, "train.lr": 0.1}), trial(**{"input.sigma": 8.0, "train.lr": 0.1})]
+    flattened = SimpleNamespace(data=SimpleNamespace(params={"search.input.sigma.uniform": "[2.0, 12.0]",
+                                                             "search.train.lr.loguniform": "[0.01, 0.1]"}))
+    assert _searched_params(flattened, trials) == ["input.sigma", "train.lr"]
+    unnamed = SimpleNamespace(data=SimpleNamespace(params={"profile.num_samples": "2"}))
+    assert _searched_params(unnamed, trials) == ["input.sigma"]

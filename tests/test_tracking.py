@@ -107,7 +107,7 @@ def test_asha_sweep_one_child_per_trial_with_metrics_statuses_and_best_checkpoin
     grid = run_or_restore(_toy_sweep.toy_trainable, name="asha", storage_path=str(tmp_path / "ray"),
                           param_space=space,
                           tune_config=tune.TuneConfig(metric=F1, mode="max", scheduler=scheduler,
-                                                      max_concurrent_trials=2),
+                                                      max_concurrent_trials=2, reuse_actors=True),
                           run_config_kwargs={"verbose": 0}, callbacks=[lifecycle], resources={"cpu": 1})
     assert len(grid) == 6 and not grid.errors
 
@@ -140,6 +140,16 @@ def test_asha_sweep_one_child_per_trial_with_metrics_statuses_and_best_checkpoin
     frame = summarize_sweep(uri, EXPERIMENT, "asha")
     assert len(frame) == 6 and "RUNNING" not in set(frame["status"])
 
+    # Running the finished sweep again restores it: the new callback object runs and reuses the runs.
+    again = MLflowLifecycle(uri, EXPERIMENT, "asha", metric=F1, mode="max", budget="steps",
+                            params={"profile": "toy"})
+    grid = run_or_restore(_toy_sweep.toy_trainable, name="asha", storage_path=str(tmp_path / "ray"),
+                          param_space=space, tune_config=tune.TuneConfig(metric=F1, mode="max"),
+                          callbacks=[again], resources={"cpu": 1})
+    assert len(grid) == 6 and again.parent_run_id == parents[0].info.run_id
+    assert len(_runs(client, "asha", "parent")) == 1 and len(_runs(client, "asha", "trial")) == 6
+    assert client.get_run(again.parent_run_id).info.status == "FINISHED"
+
 
 @pytest.mark.slow
 def test_crashing_trial_ends_failed_after_its_retries(tmp_path, local_ray):
@@ -147,7 +157,8 @@ def test_crashing_trial_ends_failed_after_its_retries(tmp_path, local_ray):
     lifecycle = MLflowLifecycle(uri, EXPERIMENT, "crash", metric=F1, budget="steps")
     space = {"scale": 1.0, "steps": 3, "fail_at": tune.grid_search([0, 2])}
     grid = run_or_restore(_toy_sweep.toy_trainable, name="crash", storage_path=str(tmp_path / "ray"),
-                          param_space=space, tune_config=tune.TuneConfig(metric=F1, mode="max"),
+                          param_space=space,
+                          tune_config=tune.TuneConfig(metric=F1, mode="max", reuse_actors=True),
                           run_config_kwargs={"verbose": 0}, callbacks=[lifecycle], resources={"cpu": 1})
     assert len(grid.errors) == 1
 
@@ -184,7 +195,9 @@ def mlflow_server(tmp_path):
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
              "--workers", "2", "--backend-store-uri", f"sqlite:///{db}",
              "--artifacts-destination", str(tmp_path / "server" / "artifacts")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            # No background job runner: it is a pool of processes this test has no use for.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -202,7 +215,7 @@ def mlflow_server(tmp_path):
     finally:
         os.killpg(server.pid, 15)  # its own session: the server and the workers it forked
         try:
-            server.wait(timeout=20)
+            server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, 9)
             server.wait()
@@ -216,7 +229,7 @@ def test_concurrent_trials_log_every_step_to_sqlite_and_to_a_server(tmp_path, lo
     callbacks = [MLflowLifecycle(uri, EXPERIMENT, "many", metric=F1, budget="steps", log_checkpoints=False)
                  for uri in stores.values()]
     space = {"scale": tune.grid_search([1.0 + i for i in range(trials)]), "steps": steps,
-             "sleep": 0.1, "checkpoint": False}
+             "sleep": 0.05, "checkpoint": False}
     grid = run_or_restore(_toy_sweep.toy_trainable, name="many", storage_path=str(tmp_path / "ray"),
                           param_space=space, tune_config=tune.TuneConfig(metric=F1, mode="max"),
                           run_config_kwargs={"verbose": 0}, callbacks=callbacks,
