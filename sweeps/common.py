@@ -215,13 +215,15 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
     params.update({f"budget.{k}": v for k, v in profile.budget.items()})
     params.update({f"asha.{k}": v for k, v in profile.asha.items()})
     params.update({f"resources.{k}": v for k, v in profile.resources.items()})
-    params.update({"versions.ray": ray.__version__, "versions.torch": torch.__version__,
-                   "versions.mlflow": mlflow.__version__, "versions.optuna": optuna.__version__,
-                   "versions.scoliotune": __version__, "sweep.kind": kind})
+    params["sweep.kind"] = kind
     tags = {"scolio.profile": profile.name, "scolio.metric": profile.metric, "scolio.mode": profile.mode,
             "scolio.selection_split": "val", "scolio.split_fingerprint": split.fingerprint,
             "scolio.trainval_fingerprint": split.trainval().fingerprint, "scolio.partition": split.partition,
-            "scolio.data_root": str(root), "scolio.git_commit": git_commit(), "scolio.kind": kind}
+            "scolio.data_root": str(root), "scolio.git_commit": git_commit(), "scolio.kind": kind,
+            # tags, not params: a sweep resumed after a package upgrade records the new versions
+            "versions.ray": ray.__version__, "versions.torch": torch.__version__,
+            "versions.mlflow": mlflow.__version__, "versions.optuna": optuna.__version__,
+            "versions.scoliotune": __version__}
     if oracle is not None:
         tags["scolio.oracle_macro_f1"] = f"{oracle:.4f}"
     callback = MLflowLifecycle(tracking_uri, getattr(args, "experiment", None) or DEFAULT_EXPERIMENT, name,

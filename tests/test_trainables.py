@@ -1,0 +1,96 @@
+"""Trainables under a real local Ray: trials never read test data; finetune inherits the baseline contract."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import ray
+from ray import tune
+
+from conftest import tiny_config
+from scolio_core.batches import load_trainval
+from scolio_core.checkpoint import read_checkpoint
+from scolio_core.errors import ContractError
+from scolio_core.protocol import resolve_split
+from scolio_core.train import run_training
+from trainables.baseline import train_baseline
+from trainables.finetune import load_warm_start, train_finetune
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def access_log(tmp_path_factory):
+    """A local Ray whose workers inherit SCOLIO_ACCESS_LOG: every pkl any process reads is logged."""
+    path = tmp_path_factory.mktemp("access") / "reads.tsv"
+    previous = os.environ.get("SCOLIO_ACCESS_LOG")
+    os.environ["SCOLIO_ACCESS_LOG"] = str(path)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield path
+    ray.shutdown()
+    if previous is None:
+        os.environ.pop("SCOLIO_ACCESS_LOG", None)
+    else:
+        os.environ["SCOLIO_ACCESS_LOG"] = previous
+
+
+def reads_by_other_processes(path) -> list[tuple[str, str]]:
+    rows = [line.split("\t") for line in path.read_text().splitlines()] if path.exists() else []
+    return [(pid, seq_id) for pid, seq_id, _ in rows if int(pid) != os.getpid()]
+
+
+def test_trials_never_read_test_ids(synth_root, tmp_path, access_log):
+    config = tiny_config(synth_root)
+    split = resolve_split(config)
+    space = config.replace(**{"data.partition": ""}).to_flat()
+    space["input.representation"] = tune.grid_search(["body-only", "silhouette"])
+    tuner = tune.Tuner(tune.with_parameters(train_baseline, split=split.trainval()), param_space=space,
+                       tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max"),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="leak"))
+    results = tuner.fit()
+    assert not results.errors and len(results) == 2
+
+    reads = reads_by_other_processes(access_log)
+    read_ids = {seq_id for _, seq_id in reads}
+    assert read_ids, "instrumentation saw no trial reads at all"
+    assert read_ids <= set(split.train) | set(split.val)
+    assert not read_ids & set(split.test)
+    assert set(split.val) <= read_ids  # the trial does evaluate on val
+
+    test_ids = set(split.test)
+    for result in results:
+        text = json.dumps(result.config) + json.dumps(result.metrics_dataframe.columns.tolist())
+        assert result.config["data.partition"] == ""
+        assert not any(seq_id in text for seq_id in test_ids)
+        assert not any(col.startswith("test") for col in result.metrics_dataframe.columns)
+        assert result.metrics["val/n"] == len(split.val)
+
+
+def test_finetune_refuses_a_contradicting_contract_and_starts_from_the_exact_weights(
+        synth_root, tmp_path, access_log):
+    config = tiny_config(synth_root)
+    split = resolve_split(config).trainval()
+    baseline = run_training(config, load_trainval(config, split), tmp_path / "base", lambda m, c: None)
+    finetune = config.replace(**{"train.init_from": str(baseline.best_checkpoint), "train.optimizer": "adamw",
+                                 "train.scheduler": "cosine", "train.lr": 1e-3, "train.milestones": []})
+    with pytest.raises(ContractError, match="input.sigma"):
+        load_warm_start(finetune.replace(**{"input.sigma": 3.0}), split)
+    with pytest.raises(ContractError, match="model.width"):
+        load_warm_start(finetune.replace(**{"model.width": 8}), split)
+    allowed = finetune.replace(**{"input.sigma": 3.0, "train.allow_contract_change": True})
+    assert load_warm_start(allowed, split).directory == baseline.best_checkpoint
+
+    space = finetune.replace(**{"data.partition": ""}).to_flat()
+    results = tune.Tuner(tune.with_parameters(train_finetune, split=split), param_space=space,
+                         tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max"),
+                         run_config=tune.RunConfig(storage_path=str(tmp_path), name="ft")).fit()
+    assert not results.errors
+    reported = results[0].metrics_dataframe
+    # The finetune's starting point, evaluated before its first step, is exactly the baseline's val score.
+    baseline_val = read_checkpoint(baseline.best_checkpoint).contract["metrics"]["val/macro_f1"]
+    assert reported["warmstart/val_macro_f1"].iloc[0] == baseline_val
+    contract = read_checkpoint(results[0].checkpoint.path).contract
+    assert contract["provenance"]["trainable"] == "finetune"
+    assert contract["split"]["fingerprint"] == split.fingerprint
