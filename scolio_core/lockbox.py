@@ -113,11 +113,12 @@ class LockboxResult:
 
 def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: Split, ledger: Ledger, *,
                        reopen: bool = False, override_contract: bool = False,
-                       bootstrap_resamples: int = 1000) -> LockboxResult:
+                       bootstrap_resamples: int = 1000, reopen_flag: str = "--reopen") -> LockboxResult:
     """Evaluate `checkpoint` on `split.test` once, recording it in `ledger` (see the module docstring).
 
     `config` supplies where the data lives and the input settings the data is prepared with; the
     checkpoint's contract must agree with it unless `override_contract` (recorded in the result).
+    `reopen_flag` is how the caller's command line spells `reopen` (the refusal tells the user to pass it).
     """
     previous = ledger.entries()
     looks = evaluation_count(previous)
@@ -128,7 +129,7 @@ def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: 
         raise LockboxError(
             f"the test set was already evaluated {looks} time(s) for this scope (first at {first['time']}, "
             f"checkpoint {first['checkpoint_hash'][:12]}){unfinished}; a second look is refused. "
-            "Pass --reopen to evaluate again: the result will be labelled REOPENED everywhere.")
+            f"Pass {reopen_flag} to evaluate again: the result will be labelled REOPENED everywhere.")
     trainval_fp = split.trainval().fingerprint
     recorded = checkpoint.split
     overrides = check_contract(checkpoint, config, split.test, "test", override=override_contract)

@@ -58,8 +58,10 @@ _GREY_LUT = ((np.arange(256, dtype=np.float64) * (1.0 / 255.0)) * 255.0).astype(
 # Tolerance when truncating resized values to uint8 levels: float32 sums of exact integers may land a
 # hair below them, which would otherwise depend on the device's summation order.
 _LEVEL_EPS = 1e-3
-# Elements per (frames x parts x H x W) buffer; bounds peak memory to a few such buffers.
-_CHUNK_ELEMENTS = 1 << 24
+# Canvas pixels per chunk of frames. On CPU the per-part passes over a chunk's window buffers should
+# stay in cache (measured best around 2^18 at canvas 128); on CUDA fewer, larger launches win.
+_CHUNK_PIXELS_CPU = 1 << 18
+_CHUNK_PIXELS_CUDA = 1 << 24
 
 
 def impute_missing(poses: np.ndarray, k: int = 4) -> np.ndarray:
@@ -123,95 +125,113 @@ def _points(poses: torch.Tensor, cfg: InputConfig) -> tuple[torch.Tensor, torch.
     return xy, drawn, value.to(torch.float32)
 
 
-def _window(low: torch.Tensor, high: torch.Tensor, sigma: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixels of each part's box along one axis, as a window of one common length K.
+def _box(low: torch.Tensor, high: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A part's box along one axis: pixels p with int(low - 3 sigma) <= p <= int(high + 3 sigma), int()
+    truncating toward zero as OpenGait's Python int() does (a box ending in (-1, 0) still covers pixel 0)."""
+    return torch.trunc(low - 3 * sigma), torch.trunc(high + 3 * sigma)
 
-    The box holds pixels p with int(low - 3 sigma) <= p <= int(high + 3 sigma), int() truncating toward
-    zero as OpenGait's Python int() does (a box ending in (-1, 0) still covers pixel 0). Windows are
-    placed inside the canvas and cover the box's on-canvas part. Returns (pixels (..., K) long,
-    inside (..., K) float32 0/1).
+
+def _window(first: torch.Tensor, last: torch.Tensor, live: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-frame origin of one common-length window covering every live part's box along one axis.
+
+    first/last (n, P) box bounds, live (n, P) bool. Returns pixel coordinates (n, K) float64, the window
+    placed inside the canvas; a frame with nothing live gets any window (nothing is drawn there).
     """
-    start, end = torch.trunc(low - 3 * sigma), torch.trunc(high + 3 * sigma)
-    first = start.clamp(0, size - 1)
-    extent = end.clamp(0, size - 1) - first + 1
-    k = max(1, int(extent.max().item())) if extent.numel() else 1
-    origin = first.clamp(max=size - k).to(torch.long)
-    pixels = origin[..., None] + torch.arange(k, device=low.device)
-    inside = ((pixels >= start[..., None]) & (pixels <= end[..., None])).to(torch.float32)
-    return pixels, inside
+    first = torch.where(live, first.clamp(0, size - 1), torch.full_like(first, size - 1)).amin(dim=1)
+    last = torch.where(live, last.clamp(0, size - 1), torch.zeros_like(last)).amax(dim=1)
+    extent = (last - first + 1).clamp(min=1)
+    k = int(extent.max().item()) if extent.numel() else 1
+    origin = first.clamp(0, size - k)
+    return origin[:, None] + torch.arange(k, device=first.device, dtype=first.dtype)
 
 
-def _scatter_max(rows: torch.Tensor, cols: torch.Tensor, patch: torch.Tensor, size: int) -> torch.Tensor:
-    """Max of part windows placed on an empty canvas. rows (n, P, Kh), cols (n, P, Kw) pixel indices,
-    patch (n, P, Kh, Kw) >= 0 -> (n, H, W)."""
-    n = patch.shape[0]
-    canvas = patch.new_zeros((n, size * size))
-    index = (rows[..., :, None] * size + cols[..., None, :]).reshape(n, -1)
-    canvas.scatter_reduce_(1, index, patch.reshape(n, -1), reduce="amax")
-    return canvas.reshape(n, size, size)
+def _outside(pixels: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """0 for window pixels inside each part's box, +inf outside. pixels (n, K), first/last (n, P) -> (n, P, K)."""
+    p = pixels[:, None, :]
+    inside = (p >= first[..., None]) & (p <= last[..., None])
+    return torch.where(inside, 0.0, math.inf).to(pixels.dtype)
 
 
-def _joint_channel(xy: torch.Tensor, value: torch.Tensor, sigma: float, size: int) -> torch.Tensor:
-    """Max over parts of value * exp(-d^2 / 2 sigma^2) inside each part's box. xy (n, J, 2) -> (n, H, W)."""
-    if xy.shape[1] == 0:
-        return xy.new_zeros((xy.shape[0], size, size), dtype=torch.float32)
-    cols, inside_x = _window(xy[..., 0], xy[..., 0], sigma, size)
-    rows, inside_y = _window(xy[..., 1], xy[..., 1], sigma, size)
-    centre = xy.to(torch.float32)
-    inv = -0.5 / sigma**2
-    # The 2-D Gaussian and its box are separable: one row factor times one column factor.
-    gx = torch.exp((cols - centre[..., 0:1]) ** 2 * inv) * inside_x
-    gy = torch.exp((rows - centre[..., 1:2]) ** 2 * inv) * inside_y * value[..., None]
-    return _scatter_max(rows, cols, gy[..., :, None] * gx[..., None, :], size)
+def _draw(xy: torch.Tensor, drawn: torch.Tensor, value: torch.Tensor, cfg: InputConfig
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step (c) inside one window per frame: maps (n, 2, Kh, Kw) float32 in [0, 1] (channel 0 limbs,
+    1 joints) and the window's canvas rows (n, Kh) and columns (n, Kw); outside it both maps are 0.
 
-
-def _limb_channel(start: torch.Tensor, end: torch.Tensor, value: torch.Tensor, sigma: float,
-                  size: int) -> torch.Tensor:
-    """Max over limbs of value * exp(-d^2 / 2 sigma^2), d the distance to the segment, inside the
-    segment's box grown by 3 sigma. start/end (n, L, 2) float64 -> (n, H, W)."""
-    if start.shape[1] == 0:
-        return start.new_zeros((start.shape[0], size, size), dtype=torch.float32)
-    direction = end - start
-    length2 = (direction**2).sum(dim=-1)
-    short = length2 < 1  # OpenGait draws such a limb as its start joint (with the joint's box)
-    box_end = torch.where(short[..., None], start, end)
-    cols, inside_x = _window(torch.minimum(start[..., 0], box_end[..., 0]),
-                             torch.maximum(start[..., 0], box_end[..., 0]), sigma, size)
-    rows, inside_y = _window(torch.minimum(start[..., 1], box_end[..., 1]),
-                             torch.maximum(start[..., 1], box_end[..., 1]), sigma, size)
-    inv_length2 = torch.where(short, torch.zeros_like(length2), 1.0 / length2.clamp(min=1.0))
-
-    a = start.to(torch.float32)
-    dx = direction[..., 0].to(torch.float32)[..., None, None]
-    dy = direction[..., 1].to(torch.float32)[..., None, None]
-    u = (cols - a[..., 0:1])[..., None, :]  # (n, L, 1, Kw)
-    v = (rows - a[..., 1:2])[..., :, None]  # (n, L, Kh, 1)
-    # Projection parameter of each pixel onto the segment, clamped to its ends (0 for a short limb).
-    t = (u * dx + v * dy).mul_(inv_length2.to(torch.float32)[..., None, None]).clamp_(0.0, 1.0)
-    ey = v - t * dy
-    d2 = t.mul_(dx).neg_().add_(u).square_().add_(ey.square_())  # reuse t's buffer: (u - t dx)^2 + ey^2
-    patch = d2.mul_(-0.5 / sigma**2).exp_()
-    weight = (inside_y * value[..., None])[..., :, None] * inside_x[..., None, :]
-    return _scatter_max(rows, cols, patch.mul_(weight), size)
-
-
-def _draw(xy: torch.Tensor, drawn: torch.Tensor, value: torch.Tensor, cfg: InputConfig) -> torch.Tensor:
-    """Step (c): (n, 2, H, W) float maps in [0, 1]; channel 0 limbs, channel 1 joints."""
+    Every part is a weighted Gaussian, so the max over parts is exp(-min over parts of a cost)
+    with cost = d^2 / (2 sigma^2) - ln(weight), +inf outside the part's box: one exp per pixel, and the
+    per-part work is a few passes of adds over the window. Both costs split into row and column terms:
+    a joint's cost is exactly (column term) + (row term); a limb's distance to its segment is
+    d^2 = s^2 + (t - clamp(t, 0, L))^2 with s, t the pixel's coordinates across and along the segment
+    (t in pixels from the start, L its length), each a row term plus a column term.
+    """
     joints, limbs = PARTS[cfg.representation]
     size, sigma = cfg.canvas_size, float(cfg.sigma)
-    joint_index = torch.tensor(joints, device=xy.device, dtype=torch.long)
-    joint_value = torch.where(drawn[:, joint_index], value[:, joint_index], torch.zeros_like(value[:, joint_index]))
-    joint_map = _joint_channel(xy[:, joint_index], joint_value, sigma, size)
-
-    pairs = torch.tensor(limbs, device=xy.device, dtype=torch.long).reshape(-1, 2)
+    device = xy.device
+    joint_index = torch.tensor(joints, device=device, dtype=torch.long)
+    pairs = torch.tensor(limbs, device=device, dtype=torch.long).reshape(-1, 2)
     a, b = pairs[:, 0], pairs[:, 1]
-    short = ((xy[:, b] - xy[:, a]) ** 2).sum(dim=-1) < 1
-    limb_value = torch.where(short, value[:, a], torch.minimum(value[:, a], value[:, b]))
-    limb_value = torch.where(drawn[:, a] & drawn[:, b], limb_value, torch.zeros_like(limb_value))
-    limb_map = _limb_channel(xy[:, a], xy[:, b], limb_value, sigma, size)
+    value = value.to(torch.float64)
+    zero = torch.zeros((), dtype=torch.float64, device=device)
 
-    joint_map = (joint_map * cfg.joint_weight).clamp_(max=1.0)
-    return torch.stack([limb_map, joint_map], dim=1)
+    # Joints: weight = confidence x joint_weight (the clamp to 1 comes after the exp).
+    jxy = xy[:, joint_index]
+    jweight = torch.where(drawn[:, joint_index], value[:, joint_index] * cfg.joint_weight, zero)
+    jx0, jx1 = _box(jxy[..., 0], jxy[..., 0], sigma)
+    jy0, jy1 = _box(jxy[..., 1], jxy[..., 1], sigma)
+
+    # Limbs: a limb shorter than 1 px is drawn as its start joint (OpenGait's rule), with that joint's box.
+    start, end = xy[:, a], xy[:, b]
+    direction = end - start
+    length = direction.square().sum(dim=-1).sqrt()
+    short = length < 1
+    lweight = torch.where(short, value[:, a], torch.minimum(value[:, a], value[:, b]))
+    lweight = torch.where(drawn[:, a] & drawn[:, b], lweight, zero)
+    box_end = torch.where(short[..., None], start, end)
+    lx0, lx1 = _box(torch.minimum(start[..., 0], box_end[..., 0]), torch.maximum(start[..., 0], box_end[..., 0]), sigma)
+    ly0, ly1 = _box(torch.minimum(start[..., 1], box_end[..., 1]), torch.maximum(start[..., 1], box_end[..., 1]), sigma)
+
+    live_j, live_l = jweight > 0, lweight > 0
+    cols = _window(torch.cat([jx0, lx0], 1), torch.cat([jx1, lx1], 1), torch.cat([live_j, live_l], 1), size)
+    rows = _window(torch.cat([jy0, ly0], 1), torch.cat([jy1, ly1], 1), torch.cat([live_j, live_l], 1), size)
+    n, kh, kw = xy.shape[0], rows.shape[1], cols.shape[1]
+    scale = 1.0 / (sigma * math.sqrt(2.0))  # costs are in units of sigma * sqrt(2)
+    f32 = torch.float32
+    buffer = torch.empty((n, kh, kw), device=device, dtype=f32)
+
+    # Joint cost = ((x - jx) scale)^2 [+inf outside] + ((y - jy) scale)^2 - ln(weight) [+inf outside].
+    cx = (((cols[:, None, :] - jxy[..., 0:1]) * scale).square() + _outside(cols, jx0, jx1)).to(f32)
+    cy = (((rows[:, None, :] - jxy[..., 1:2]) * scale).square() - jweight.log()[..., None]
+          + _outside(rows, jy0, jy1)).to(f32)
+    joint_cost = torch.full((n, kh, kw), math.inf, device=device, dtype=f32)
+    for j in range(len(joints)):
+        torch.minimum(joint_cost, torch.add(cx[:, j, None, :], cy[:, j, :, None], out=buffer), out=joint_cost)
+
+    # Limb cost = s^2 + (t - clamp(t, 0, L))^2 - ln(weight), in the scaled units; a short limb gets any
+    # unit direction and L = 0, which leaves s^2 + t^2 = the squared distance to its start joint.
+    unit = torch.where(short[..., None], torch.tensor([1.0, 0.0], dtype=torch.float64, device=device),
+                       direction / length.clamp(min=1.0)[..., None])
+    ex, ey = unit[..., 0:1], unit[..., 1:2]
+    u = (cols[:, None, :] - start[..., 0:1]) * scale  # (n, L, Kw)
+    v = (rows[:, None, :] - start[..., 1:2]) * scale  # (n, L, Kh)
+    sx = (-u * ey + _outside(cols, lx0, lx1)).to(f32)
+    sy = (v * ex + _outside(rows, ly0, ly1)).to(f32)
+    tx, ty = (u * ex).to(f32), (v * ey).to(f32)
+    span = torch.where(short, zero, length * scale).to(f32)[..., None, None]
+    bias = (-lweight.log()).to(f32)[..., None, None]
+    limb_cost = torch.full((n, kh, kw), math.inf, device=device, dtype=f32)
+    along = torch.empty_like(buffer)
+    inner = torch.empty_like(buffer)
+    for i in range(len(limbs)):
+        s = torch.add(sx[:, i, None, :], sy[:, i, :, None], out=buffer)
+        t = torch.add(tx[:, i, None, :], ty[:, i, :, None], out=along)
+        # t - clamp(t, 0, L); a scalar clamp then a broadcast minimum (clamp to a tensor bound is slow on CPU).
+        beyond = t.sub_(torch.minimum(torch.clamp(t, min=0.0, out=inner), span[:, i], out=inner))
+        s.mul_(s).addcmul_(beyond, beyond).add_(bias[:, i])
+        torch.minimum(limb_cost, s, out=limb_cost)
+
+    maps = torch.stack([limb_cost, joint_cost], dim=1).neg_().exp_()
+    maps[:, 1].clamp_(max=1.0)
+    return maps, rows, cols
 
 
 def grey_levels(maps: torch.Tensor) -> torch.Tensor:
@@ -291,9 +311,11 @@ def _keypoint_rows(xy: torch.Tensor, drawn: torch.Tensor, cfg: InputConfig) -> t
     return top.long()[:, None], bottom.long()[:, None]
 
 
-def _crop_resize(maps: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, cfg: InputConfig,
-                 side_crop: int) -> torch.Tensor:
-    """Step (e) as R @ maps @ C^T. maps (n, 2, S, S); top/bottom (n, c) with c in {1, 2} -> (n, 2, D, D - 2 side)."""
+def _crop_resize(maps: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, rows: torch.Tensor,
+                 cols: torch.Tensor, cfg: InputConfig, side_crop: int) -> torch.Tensor:
+    """Step (e) as R @ maps @ C^T on the drawing window. maps (n, 2, Kh, Kw) whose canvas rows/columns are
+    `rows` (n, Kh) / `cols` (n, Kw); top/bottom (n, c) canvas rows, c in {1, 2} -> (n, 2, D, D - 2 side).
+    Canvas pixels outside the window are 0, so their columns of R and C are simply left out."""
     n, c = top.shape
     size, out = cfg.canvas_size, cfg.map_size
     height = bottom - top + 1
@@ -303,10 +325,12 @@ def _crop_resize(maps: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, cf
     right = (centre + height // 2 + 1).clamp(max=size)
     width = right - left
     area = ((height >= out) & (width >= out)).flatten()
-    rows = resize_weights(top.flatten(), height.flatten(), out, size, area).reshape(n, c, out, size)
-    cols = resize_weights(left.flatten(), width.flatten(), out, size, area).reshape(n, c, out, size)
-    cols = cols[:, :, side_crop:out - side_crop]
-    return rows @ maps @ cols.transpose(-1, -2)
+    row_origin, col_origin = rows[:, :1].to(top.dtype), cols[:, :1].to(top.dtype)
+    r = resize_weights((top - row_origin).flatten(), height.flatten(), out, rows.shape[1], area)
+    k = resize_weights((left - col_origin).flatten(), width.flatten(), out, cols.shape[1], area)
+    r = r.reshape(n, c, out, rows.shape[1])
+    k = k.reshape(n, c, out, cols.shape[1])[:, :, side_crop:out - side_crop]
+    return r @ maps @ k.transpose(-1, -2)
 
 
 def render_skeleton_maps(poses: torch.Tensor, cfg: InputConfig, output: str = "model") -> torch.Tensor:
@@ -327,8 +351,8 @@ def render_skeleton_maps(poses: torch.Tensor, cfg: InputConfig, output: str = "m
     flat = poses.reshape(-1, NUM_JOINTS, 3)
     side = cfg.side_crop if output == "model" else 0
     quantise = output == "export" or cfg.dtype == "uint8"
-    parts = max(len(p) for p in PARTS[cfg.representation])
-    chunk = max(1, _CHUNK_ELEMENTS // (parts * cfg.canvas_size**2))
+    budget = _CHUNK_PIXELS_CUDA if flat.is_cuda else _CHUNK_PIXELS_CPU
+    chunk = max(1, budget // cfg.canvas_size**2)
     pieces = [_render_chunk(flat[i:i + chunk], cfg, side, quantise) for i in range(0, flat.shape[0], chunk)]
     width = cfg.map_size - 2 * side
     maps = torch.cat(pieces) if pieces else flat.new_zeros((0, 2, cfg.map_size, width), dtype=torch.float32)
@@ -342,12 +366,17 @@ def _render_chunk(poses: torch.Tensor, cfg: InputConfig, side: int, quantise: bo
     """One chunk of frames: (n, 17, 3) -> (n, 2, D, D - 2 side): uint8 levels as float when `quantise`,
     else float maps in [0, 1]."""
     xy, drawn, value = _points(poses, cfg)
-    maps = _draw(xy, drawn, value, cfg)
-    levels = grey_levels(maps)
+    maps, rows, cols = _draw(xy, drawn, value, cfg)
+    levels = grey_levels(maps) if quantise or cfg.alignment == "opengait" else maps
     if cfg.alignment == "opengait":
         top, bottom = _crop_boxes(levels)
+        # Window rows -> canvas rows; an empty channel keeps canvas row 0 (numpy's argmax of nothing).
+        empty = (levels.amax(dim=(-1, -2)) == 0)
+        origin = rows[:, :1].long()
+        top = torch.where(empty, 0, top + origin)
+        bottom = torch.where(empty, 0, bottom + origin)
     else:
         top, bottom = _keypoint_rows(xy, drawn, cfg)
     if quantise:
-        return torch.floor(_crop_resize(levels, top, bottom, cfg, side) + _LEVEL_EPS).clamp_(0, 255)
-    return _crop_resize(maps, top, bottom, cfg, side)
+        return torch.floor(_crop_resize(levels, top, bottom, rows, cols, cfg, side) + _LEVEL_EPS).clamp_(0, 255)
+    return _crop_resize(maps, top, bottom, rows, cols, cfg, side)

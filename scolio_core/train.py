@@ -5,6 +5,12 @@ contract-carrying checkpoint and hands (metrics, checkpoint_dir) to `report` —
 the loop. Tune trainables and `scolio train` are thin adapters around it. Resuming from one of its own
 checkpoints restores model, optimiser, scheduler, sampler RNG and iteration, so an interrupted CPU run ends
 bit-identical to an uninterrupted one.
+
+Data-parallel training (`parallel=DataParallel(...)`, torch.distributed already initialised by the caller,
+e.g. a Ray Train worker): the model is wrapped in DistributedDataParallel, each rank draws its own share of
+the P×K batch from its own sampler stream, and only rank 0 evaluates on val and writes checkpoints; every
+rank still calls `report` at each evaluation (the other ranks with train metrics and no checkpoint), since
+data-parallel reporting APIs expect all workers to report the same number of times.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import torch
 from scolio_core.batches import BatchSampler, TrainValData, frames_to_model_input
 from scolio_core.checkpoint import read_checkpoint, write_checkpoint
 from scolio_core.config import ExperimentConfig, TrainConfig
-from scolio_core.errors import ContractError
+from scolio_core.errors import ConfigError, ContractError
 from scolio_core.inference import pick_device, predict_sequences
 from scolio_core.losses import ScoNetLoss, class_weights_for
 from scolio_core.metrics import flatten_metrics
@@ -32,6 +38,19 @@ from scolio_core.pav import PAVNormalizer
 
 Report = Callable[[dict, "Path | None"], None]
 SELECTION_METRIC = "val/macro_f1"  # model selection uses validation metrics only
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's place in a data-parallel run; `device` is the one the launcher assigned to it."""
+
+    rank: int
+    world_size: int
+    device: torch.device | None = None
+
+    def batch_ids(self, total: int) -> int:
+        """This rank's share of the P ids of a batch (the remainder goes to the lowest ranks)."""
+        return total // self.world_size + (self.rank < total % self.world_size)
 
 
 @dataclass
@@ -74,11 +93,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
 def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Path, report: Report,
                  resume_from: str | Path | None = None,
                  initial_model_state: dict[str, torch.Tensor] | None = None,
-                 provenance: dict | None = None) -> TrainResult:
-    """Train `config` on `data`; see the module docstring. `initial_model_state` warm-starts (finetune)."""
+                 provenance: dict | None = None, parallel: DataParallel | None = None) -> TrainResult:
+    """Train `config` on `data`; see the module docstring. `initial_model_state` warm-starts (finetune);
+    `parallel` makes this process one rank of a data-parallel run."""
     cfg = config.train
     workdir = Path(workdir)
-    device = pick_device(cfg.device)
+    if parallel is not None and cfg.batch_ids < parallel.world_size:
+        raise ConfigError(f"train.batch_ids={cfg.batch_ids} cannot be split over {parallel.world_size} "
+                          "data-parallel workers (each needs at least one id)")
+    device = parallel.device if parallel is not None and parallel.device is not None else pick_device(cfg.device)
+    lead = parallel is None or parallel.rank == 0  # the process that evaluates and checkpoints
     seed_everything(cfg.seed)
     model = create_model(config.model, config.input.in_channels).to(device)
     if initial_model_state is not None:
@@ -88,8 +112,12 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
-    sampler = BatchSampler(data.train, cfg.batch_ids, cfg.batch_samples, cfg.frames,
-                           balanced=cfg.sampler == "balanced", seed=cfg.seed)
+    if parallel is None:
+        sampler = BatchSampler(data.train, cfg.batch_ids, cfg.batch_samples, cfg.frames,
+                               balanced=cfg.sampler == "balanced", seed=cfg.seed)
+    else:  # each rank its own stream and its share of the P ids: together one P×K batch per step
+        sampler = BatchSampler(data.train, parallel.batch_ids(cfg.batch_ids), cfg.batch_samples, cfg.frames,
+                               balanced=cfg.sampler == "balanced", seed=[cfg.seed, parallel.rank])
     weights = class_weights_for(config.loss, data.train.labels)
     loss_fn = ScoNetLoss(config.loss, None if weights is None else weights.to(device))
 
@@ -112,11 +140,18 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
         scaler.load_state_dict(state["scaler"])
         sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+        if parallel is not None:
+            _restore_rank_state(state, sampler, parallel)
         start = int(state["iteration"])
         result.best_metrics = dict(state.get("best_metrics", {}))
         best_path = state.get("best_checkpoint")
         result.best_checkpoint = Path(best_path) if best_path else None
 
+    train_model = model
+    if parallel is not None:
+        # After any state is loaded: DDP broadcasts rank 0's parameters and buffers when it wraps.
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index or 0] if device.type == "cuda" else None)
     model.train()
     running = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "triplet_nonzero": 0.0}
     steps_since_eval, step_time = 0, 0.0
@@ -131,7 +166,7 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
         lengths = torch.full((n,), cfg.frames, dtype=torch.long, device=device)
         batch_pav = None if train_pav is None else train_pav[torch.from_numpy(seq_index).to(device)]
         with torch.autocast(device.type, enabled=use_amp):
-            outputs = model(x, lengths, batch_pav)
+            outputs = train_model(x, lengths, batch_pav)
         loss, parts = loss_fn({k: v.float() for k, v in outputs.items()},
                               torch.from_numpy(labels).to(device), torch.from_numpy(seq_index).to(device))
         optimizer.zero_grad(set_to_none=True)
@@ -148,6 +183,16 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
         done = iteration + 1
         if done % cfg.eval_every and done != cfg.iterations:
             continue
+        if parallel is not None:
+            running = _mean_over_ranks(running, parallel.world_size, device)
+            rank_states = _gather_rank_states(sampler, parallel.world_size)
+            if not lead:
+                report({f"train/{k}": v / steps_since_eval for k, v in running.items()} | {"iteration": done},
+                       None)
+                running = dict.fromkeys(running, 0.0)
+                steps_since_eval, step_time = 0, 0.0
+                result.iterations = done
+                continue
         predictions = predict_sequences(model, data.val, config, device, val_pav)
         metrics = flatten_metrics(predictions.metrics(), "val")
         metrics.update({f"train/{k}": v / steps_since_eval for k, v in running.items()})
@@ -167,6 +212,8 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
             "best_metrics": result.best_metrics,
             "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else "",
         }
+        if parallel is not None:
+            training_state["rank_states"] = rank_states
         write_checkpoint(ckpt_dir, config=config, model_state=model.state_dict(), split=data.split,
                          pav_stats=pav_stats, iteration=done, training_state=training_state,
                          provenance=provenance, metrics=metrics)
@@ -178,3 +225,31 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
                 shutil.rmtree(old, ignore_errors=True)
     result.iterations = max(result.iterations, start)
     return result
+
+
+def _mean_over_ranks(running: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
+    """Running loss sums averaged over the ranks, so rank 0 reports the loss of the whole batch."""
+    import torch.distributed as dist
+
+    values = torch.tensor(list(running.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(values)
+    return dict(zip(running, (values / world_size).tolist()))
+
+
+def _gather_rank_states(sampler: BatchSampler, world_size: int) -> list[dict]:
+    """Every rank's sampler and torch RNG state (rank order), so a resume continues each rank's stream."""
+    import torch.distributed as dist
+
+    states: list = [None] * world_size
+    dist.all_gather_object(states, {"sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state()})
+    return states
+
+
+def _restore_rank_state(state: dict, sampler: BatchSampler, parallel: DataParallel) -> None:
+    ranks = state.get("rank_states") or []
+    if len(ranks) != parallel.world_size:
+        # Resumed with another world size (or from a single-process checkpoint): fresh, distinct streams.
+        sampler.rng = np.random.default_rng([int(state["iteration"]), parallel.rank, 1])
+        return
+    sampler.load_state_dict(ranks[parallel.rank]["sampler"])
+    torch.set_rng_state(ranks[parallel.rank]["torch_rng"])

@@ -121,9 +121,33 @@ class SweepContext:
         flat = self.base_config.replace(**{"data.partition": ""}).to_flat()
         return {k: v for k, v in flat.items() if k not in self.profile.search}
 
-    def resources(self) -> dict[str, float]:
+    @property
+    def workers_per_trial(self) -> int:
+        return int(self.profile.resources.get("workers_per_trial", 1))
+
+    def resources(self):
+        """Tune's request per trial: a resource dict, or for data-parallel trials (workers_per_trial > 1)
+        the driver's bundle only — Ray Train reserves the workers' bundles itself (trainables/distributed.py)."""
         res = self.profile.resources
+        if self.workers_per_trial > 1:
+            from trainables.distributed import driver_resources
+
+            return driver_resources()
         return {"cpu": float(res.get("cpus_per_trial", 1)), "gpu": float(res.get("gpus_per_trial", 0))}
+
+    def data_parallel(self, trainable: Callable) -> Callable:
+        """`trainable`, or its data-parallel form when the profile asks for more than one worker per trial."""
+        if self.workers_per_trial <= 1:
+            return trainable
+        from trainables.baseline import train_baseline
+        from trainables.distributed import data_parallel_trainable
+
+        if trainable is not train_baseline:
+            raise ConfigError(f"resources.workers_per_trial={self.workers_per_trial} is supported for the "
+                              f"baseline trainable only, not {getattr(trainable, '__name__', trainable)!r}")
+        res = self.profile.resources
+        return data_parallel_trainable(self.workers_per_trial, cpus_per_worker=float(res.get("cpus_per_trial", 1)),
+                                       gpus_per_worker=float(res.get("gpus_per_trial", 0)))
 
     def fit(self, trainable: Callable, *, search_alg=None, scheduler=None, param_space: dict | None = None,
             num_samples: int | None = None):
@@ -143,6 +167,7 @@ class SweepContext:
         run_config_kwargs = {"checkpoint_config": tune.CheckpointConfig(
             num_to_keep=2, checkpoint_score_attribute=self.profile.metric,
             checkpoint_score_order=self.profile.mode), "verbose": 1}
+        trainable = self.data_parallel(trainable)
         return run_or_restore(tune.with_parameters(trainable, split=self.trainval), name=self.name,
                               storage_path=self.storage_path, param_space=param_space or self.param_space(),
                               tune_config=tune_config, run_config_kwargs=run_config_kwargs,
@@ -219,6 +244,7 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
     tags = {"scolio.profile": profile.name, "scolio.metric": profile.metric, "scolio.mode": profile.mode,
             "scolio.selection_split": "val", "scolio.split_fingerprint": split.fingerprint,
             "scolio.trainval_fingerprint": split.trainval().fingerprint, "scolio.partition": split.partition,
+            "scolio.partition_file": str(base.data.partition_path().resolve()),
             "scolio.data_root": str(root), "scolio.git_commit": git_commit(), "scolio.kind": kind,
             # tags, not params: a sweep resumed after a package upgrade records the new versions
             "versions.ray": ray.__version__, "versions.torch": torch.__version__,
@@ -266,12 +292,25 @@ def select_winner(context: SweepContext, results) -> tuple[Any, Any, dict]:
     return best, checkpoint, val
 
 
+def recorded_test(entries: list[dict]) -> dict | None:
+    """The ledger entry a re-run may reuse instead of looking at test again, or None.
+
+    Only the latest attempt counts, and only when it completed: a later look that never completed may have
+    been seen, so it must be reopened explicitly; an earlier completed look is superseded by any later one.
+    """
+    if not entries:
+        return None
+    latest = max(entry["attempt"] for entry in entries)
+    done = [e for e in entries if e["attempt"] == latest and e["state"] == "completed"]
+    return done[-1] if done else None
+
+
 def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> dict:
     """Select on val, test once through the lockbox (or reuse the recorded test), write results/."""
     from mlflow.tracking import MlflowClient
 
     from scolio_core.checkpoint import read_checkpoint
-    from scolio_core.lockbox import MlflowLedger, evaluate_test_once, evaluation_count
+    from scolio_core.lockbox import MlflowLedger, evaluate_test_once
     from scolio_core.report import build_report
 
     errors = [r for r in results if r.error is not None]
@@ -294,10 +333,8 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> d
         client.set_tag(parent, key, value)
 
     ledger = MlflowLedger(context.tracking_uri, parent)
-    entries = ledger.entries()
-    completed = [e for e in entries if e["state"] == "completed"]
-    if completed and evaluation_count(entries) == len(completed) and not reopen_test:
-        last = completed[-1]  # a restored sweep reuses its one recorded test instead of looking again
+    last = recorded_test(ledger.entries())
+    if last is not None and not reopen_test:
         test, reopened = last["metrics"], last["reopened"]
         print(f"one-shot test already recorded for sweep {context.name} (attempt {last['attempt']}); not re-evaluated")
     else:
@@ -305,7 +342,8 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> d
                                           "data.partition": context.base_config.data.partition,
                                           "data.pose_dir": context.base_config.data.pose_dir,
                                           "data.silhouette_dir": context.base_config.data.silhouette_dir})
-        result = evaluate_test_once(winner, config, context.split, ledger, reopen=reopen_test)
+        result = evaluate_test_once(winner, config, context.split, ledger, reopen=reopen_test,
+                                    reopen_flag="--reopen-test")
         test, reopened = result.metrics, result.reopened
     build_report(context.tracking_uri, context.name, context.results_dir, experiment=context.experiment)
     client.log_artifacts(parent, str(context.results_dir), artifact_path="results")

@@ -83,7 +83,8 @@ def run_finetune_sweep(args: argparse.Namespace):
                               max_concurrent_trials=args.max_concurrent_trials)
     profile = finetune_profile(profile, baseline.config.to_flat(), f"mlflow:{child}")
     args.data_root = args.data_root or parent_tags.get("scolio.data_root")
-    args.partition = args.partition or baseline.config.data.partition or parent_tags.get("scolio.partition")
+    # The trial-side contract holds no partition (trials never see one); the parent run records the file.
+    args.partition = args.partition or parent_tags.get("scolio.partition_file")
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     context = prepare_sweep(profile, args, kind="finetune")
     if baseline.split is not None and baseline.split.fingerprint != context.trainval.fingerprint:

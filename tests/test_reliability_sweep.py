@@ -1,0 +1,326 @@
+"""Reliability of a real representation sweep under crashes; nothing recorded is lost or duplicated.
+
+- A trial's Ray worker SIGKILLed right after its first report is retried from that report's checkpoint
+  (sweeps/engine.py retries a crashed trial twice), and its MLflow child run continues, marked restarted.
+- The sweep driver SIGKILLed during the search, while writing results and during the one-shot test, then
+  the same command run again: the sweep completes with one MLflow child run per trial and none RUNNING;
+  the test set is looked at exactly once; a look that was opened but never completed refuses a re-run
+  unless `--reopen-test`, which is then labelled REOPENED.
+
+Drivers run tests/_sweep_driver.py (the real sweep CLI on a private local Ray) with a marker in their
+environment: every process that inherits it (Ray's GCS, raylet, workers) is ours, found and ended by pid.
+Kill points are found by watching the sweep's own records (the trial's result.json, the parent run's
+lockbox tags in the sqlite store), not by hooks in production code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = Path(__file__).resolve().parent / "_sweep_driver.py"
+MARKER = "SCOLIO_RELIAB_RUN"
+NUM_TRIALS = 3
+LOOKS_TAG = "scolio.lockbox.evaluations"
+STATE_TAG = "scolio.lockbox.state"
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(),
+                                reason="needs Linux /proc to find the sweep's Ray processes")
+
+
+# ------------------------------------------------------------------------------------------- processes
+def _marked_pids(marker: str) -> list[int]:
+    """Processes whose environment carries our marker: a driver and every Ray process it started."""
+    needle = f"{MARKER}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1]
+    except OSError:
+        return False
+    return not state.startswith("Z")  # a zombie has already died
+
+
+def _kill_marked(marker: str) -> list[int]:
+    """SIGKILL our marked processes until none is left; returns any still alive after 30 s."""
+    deadline = time.monotonic() + 30
+    while (pids := _marked_pids(marker)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    return pids
+
+
+# ------------------------------------------------------------------------------------------- the sweep
+class Sweep:
+    """One sweep name with its own MLflow store, Tune storage and results folder; starts drivers."""
+
+    def __init__(self, directory: Path, name: str, data_root: Path, partition: Path, iterations: int) -> None:
+        self.dir, self.name = directory, name
+        directory.mkdir(parents=True, exist_ok=True)
+        self.db = directory / "mlflow.db"
+        self.uri = f"sqlite:///{self.db}"
+        self.storage = directory / "ray_results"
+        self.results = directory / "results"
+        self.args = ["--profile", "smoke", "--name", name, "--data-root", str(data_root),
+                     "--partition", str(partition), "--tracking-uri", self.uri,
+                     "--storage-path", str(self.storage), "--results-dir", str(self.results),
+                     "--num-samples", str(NUM_TRIALS), "--set", f"train.iterations={iterations}",
+                     "--set", "train.eval_every=6"]
+        self.markers: list[str] = []
+        self.temp_dirs: list[str] = []
+        self.logs: list[Path] = []
+
+    def start(self, *extra: str) -> subprocess.Popen:
+        marker = uuid.uuid4().hex
+        temp_dir = tempfile.mkdtemp(prefix="srl")  # short: Ray's socket paths are length-limited
+        self.markers.append(marker)
+        self.temp_dirs.append(temp_dir)
+        log = self.dir / f"driver{len(self.logs)}.log"
+        self.logs.append(log)
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+        env.update({MARKER: marker, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                    "SCOLIO_LEDGER": str(self.dir / "ledger.jsonl")})
+        with open(log, "wb") as handle:
+            return subprocess.Popen([sys.executable, str(DRIVER), "--ray-temp-dir", temp_dir, "--",
+                                     *self.args, *extra], env=env, cwd=self.dir, stdout=handle,
+                                    stderr=subprocess.STDOUT)
+
+    def run(self, *extra: str, timeout: float = 300) -> tuple[int, str]:
+        """Run a driver to its end; (exit code, its output). Its Ray is gone afterwards."""
+        driver = self.start(*extra)
+        try:
+            code = driver.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+            pytest.fail(f"driver did not finish in {timeout} s:\n{self.tail()}")
+        assert _kill_marked(self.markers[-1]) == []
+        return code, self.logs[-1].read_text(errors="replace")
+
+    def kill(self, driver: subprocess.Popen) -> None:
+        """SIGKILL a driver, then the Ray it started (a SIGKILLed driver cannot shut Ray down itself)."""
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        assert _kill_marked(self.markers[-1]) == []
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.logs[-1].read_text(errors="replace")[-chars:] if self.logs else ""
+
+    def wait_for(self, driver: subprocess.Popen, what: str, probe: Callable[[], object], timeout: float = 300,
+                 every: float = 0.05):
+        """Poll `probe` until it returns something truthy while the driver runs; fail naming `what`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = probe()
+            if found:
+                return found
+            assert driver.poll() is None, f"driver exited ({driver.returncode}) before {what}:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"no {what} within {timeout} s:\n{self.tail()}"
+            time.sleep(every)
+
+    def parent_tags(self) -> dict[str, str]:
+        """The parent run's tags read straight from sqlite (read-only: the driver owns the store)."""
+        if not self.db.exists():
+            return {}
+        try:
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=1) as conn:
+                rows = conn.execute(
+                    "SELECT key, value FROM tags WHERE run_uuid IN "
+                    "(SELECT run_uuid FROM tags WHERE key = 'scolio.role' AND value = 'parent')").fetchall()
+        except sqlite3.Error:
+            return {}  # tables not created yet, or a write in progress
+        return dict(rows)
+
+    def results_by_trial(self) -> dict[str, list[dict]]:
+        """Every result Tune recorded, per trial id, in order (from each trial's result.json)."""
+        found: dict[str, list[dict]] = {}
+        for path in sorted((self.storage / self.name).glob("*/result.json")):
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line still being written
+                found.setdefault(row["trial_id"], []).append(row)
+        return found
+
+    def cleanup(self) -> None:
+        for marker in self.markers:
+            _kill_marked(marker)
+        for directory in self.temp_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _check_complete_record(sweep: Sweep) -> dict:
+    """One FINISHED parent, one child run per trial (none RUNNING), every step logged once."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(sweep.uri)
+    experiment_id = client.get_experiment_by_name("scoliotune").experiment_id
+    parents = client.search_runs([experiment_id], "tags.`scolio.role` = 'parent'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED", [p.info.status for p in parents]
+    children = client.search_runs([experiment_id], "tags.`scolio.role` = 'trial'")
+    trial_dirs = sorted(p.name for p in (sweep.storage / sweep.name).glob("train_baseline_*"))
+    assert len(trial_dirs) == NUM_TRIALS, trial_dirs
+    assert len(children) == NUM_TRIALS, [(c.info.run_name, c.info.status) for c in children]
+    assert sorted(f"train_baseline_{c.data.tags['ray.trial_id']}" for c in children) == trial_dirs
+    for child in children:
+        assert child.info.status in ("FINISHED", "KILLED"), (child.info.run_name, child.info.status)
+        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/macro_f1")]
+        assert steps == list(range(1, len(steps) + 1)) and steps, (child.info.run_name, steps)
+    return {"parent": parents[0], "children": {c.data.tags["ray.trial_id"]: c for c in children}}
+
+
+@pytest.fixture(scope="module")
+def crash_data(synth_root, tmp_path_factory) -> tuple[Path, Path]:
+    """The synthetic release plus 10 copies of each test sequence under new ids, and a partition listing
+    them as TEST_SET: the one-shot test then runs for seconds, long enough to be killed inside it."""
+    root = tmp_path_factory.mktemp("crash") / "data"
+    shutil.copytree(synth_root, root)
+    partition = json.loads((root / "Scoliosis1K_112.json").read_text())
+    clones = []
+    for modality in ("Scoliosis1K-pose-pkl", "Scoliosis1K-sil-pkl"):
+        for copy in range(10):
+            for pos, seq_id in enumerate(partition["TEST_SET"]):
+                new_id = f"{90000 + copy * 1000 + pos:05d}"
+                (pkl,) = (root / modality / seq_id).glob("*/*/*.pkl")
+                target = root / modality / new_id / pkl.relative_to(root / modality / seq_id)
+                target.parent.mkdir(parents=True)
+                shutil.copyfile(pkl, target)
+                if modality == "Scoliosis1K-pose-pkl":
+                    clones.append(new_id)
+    big = root / "Scoliosis1K_112_bigtest.json"
+    big.write_text(json.dumps({"TRAIN_SET": partition["TRAIN_SET"], "TEST_SET": partition["TEST_SET"] + clones}))
+    return root, big
+
+
+# ------------------------------------------------------------------------------------------- tests
+def test_a_rerun_reuses_only_a_completed_latest_look():
+    from sweeps.common import recorded_test
+
+    def entry(attempt: int, state: str) -> dict:
+        return {"attempt": attempt, "state": state, "reopened": attempt > 1, "metrics": {"test/n": attempt}}
+
+    assert recorded_test([]) is None
+    assert recorded_test([entry(1, "opened")]) is None  # crashed during the look: it may have been seen
+    assert recorded_test([entry(1, "opened"), entry(1, "completed")])["attempt"] == 1
+    # A reopened look that completed is reused (it stays labelled reopened); no third look is needed.
+    reused = recorded_test([entry(1, "opened"), entry(2, "opened"), entry(2, "completed")])
+    assert reused["attempt"] == 2 and reused["reopened"]
+    # A completed look followed by a reopened one that never completed: refuse, do not fall back silently.
+    assert recorded_test([entry(1, "opened"), entry(1, "completed"), entry(2, "opened")]) is None
+
+
+@pytest.mark.slow
+def test_killed_trial_worker_and_killed_driver_resume_to_one_complete_record(crash_data, tmp_path):
+    root, partition = crash_data
+    # 4 evaluations per trial: a trial killed after its first report still has most of its budget left.
+    sweep = Sweep(tmp_path / "a", "crash-resume", root, partition, iterations=24)
+    try:
+        first = sweep.start()
+
+        # 1. A trial's worker process dies right after its first report (and checkpoint).
+        def first_report():
+            rows = [rows[0] for rows in sweep.results_by_trial().values() if rows and not rows[0].get("done")]
+            rows = [row for row in rows if _alive(row["pid"])]
+            return min(rows, key=lambda row: row["timestamp"]) if rows else None
+
+        victim = sweep.wait_for(first, "a trial's first report", first_report)
+        os.kill(victim["pid"], signal.SIGKILL)
+        after = sweep.wait_for(first, "the killed trial's next report", lambda: [
+            row for row in sweep.results_by_trial()[victim["trial_id"]][1:] if row["pid"] != victim["pid"]])
+        # Retried from the checkpoint of its first report, in a new worker: not from scratch.
+        assert after[0]["training_iteration"] == 2 and after[0]["iterations_since_restore"] == 1, after[0]
+        assert after[0]["iteration"] == 12, after[0]  # optimiser steps continue from 6
+
+        # 2. The driver dies during the search.
+        sweep.kill(first)
+        from mlflow import MlflowClient
+
+        client = MlflowClient(sweep.uri)
+        experiment_id = client.get_experiment_by_name("scoliotune").experiment_id
+        (parent,) = client.search_runs([experiment_id], "tags.`scolio.role` = 'parent'")
+        assert parent.info.status == "RUNNING" and STATE_TAG not in parent.data.tags  # mid-search, no test yet
+
+        # 3. Re-run; the driver dies again while writing results (the test is already recorded).
+        second = sweep.start()
+        sweep.wait_for(second, "the completed one-shot test",
+                       lambda: sweep.parent_tags().get(STATE_TAG) == "completed", every=0.02)
+        assert second.poll() is None, "the driver finished before it could be killed while writing results"
+        sweep.kill(second)
+
+        # 4. Re-run: completes, reusing the recorded test instead of looking again.
+        code, output = sweep.run()
+        assert code == 0, output[-4000:]
+        assert "one-shot test already recorded" in output and "not re-evaluated" in output
+        record = _check_complete_record(sweep)
+        tags = record["parent"].data.tags
+        assert tags[LOOKS_TAG] == "1" and tags["scolio.test.reopened"] == "false"
+        assert sorted(k for k in tags if k.startswith("scolio.lockbox.entry.")) == \
+            ["scolio.lockbox.entry.1.completed", "scolio.lockbox.entry.1.opened"]
+        assert (sweep.results / sweep.name / "summary.md").exists()
+        # The killed trial's child run continued (same run, marked as restarted, error kept), not a duplicate.
+        child = record["children"][victim["trial_id"]]
+        assert child.data.tags["scolio.restarts"] == "1" and child.data.tags.get("scolio.error")
+    finally:
+        sweep.cleanup()
+
+
+@pytest.mark.slow
+def test_driver_killed_during_the_test_cannot_take_a_second_look_silently(crash_data, tmp_path):
+    root, partition = crash_data
+    sweep = Sweep(tmp_path / "b", "crash-lockbox", root, partition, iterations=12)
+    try:
+        first = sweep.start()
+        sweep.wait_for(first, "the opened lockbox", lambda: sweep.parent_tags().get(STATE_TAG) == "opened",
+                       every=0.02)
+        sweep.kill(first)
+        tags = sweep.parent_tags()
+        assert "scolio.lockbox.entry.1.completed" not in tags, "killed too late: the test had already completed"
+        assert tags[LOOKS_TAG] == "1"
+
+        # Re-run: the search is complete, but the opened look may have been seen: refused, with the way out.
+        code, output = sweep.run()
+        assert code == 2, output[-4000:]
+        errors = [line for line in output.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "--reopen-test" in errors[0] and "never completed" in errors[0], errors
+        assert sweep.parent_tags()[LOOKS_TAG] == "1"  # the refusal took no look
+
+        # With --reopen-test it completes, and the result says it is a reopened look.
+        code, output = sweep.run("--reopen-test")
+        assert code == 0, output[-4000:]
+        assert "REOPENED test" in output
+        record = _check_complete_record(sweep)
+        tags = record["parent"].data.tags
+        assert tags[LOOKS_TAG] == "2" and tags["scolio.test.reopened"] == "true"
+        assert record["parent"].data.metrics["test/reopened"] == 1.0
+        assert json.loads(tags["scolio.lockbox.entry.2.completed"])["reopened"] is True
+    finally:
+        sweep.cleanup()

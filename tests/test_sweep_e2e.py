@@ -1,0 +1,110 @@
+"""The main job end to end on a real local Ray: the smoke representation sweep, its MLflow record, the
+one-shot test, results/ consistent with MLflow, an idempotent re-run, and a finetune sweep from its winner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_sweep(script: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "sweeps" / script), "--cache-dir", str(workdir / "cache"),
+               "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", "--storage-path", str(workdir / "ray_results"),
+               "--results-dir", str(workdir / "results"), *args]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e")
+    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--name", "e2e")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return workdir, done
+
+
+def runs_of(workdir: Path, sweep_name: str) -> tuple[pd.DataFrame, pd.Series]:
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["scoliotune"], filter_string=f"tags.`scolio.sweep` = '{sweep_name}'")
+    parents = runs[runs["tags.scolio.role"] == "parent"]
+    assert len(parents) == 1
+    return runs[runs["tags.scolio.role"] == "trial"], parents.iloc[0]
+
+
+def test_one_child_run_per_trial_none_running_and_asha_stopped_some(sweep):
+    workdir, _ = sweep
+    children, parent = runs_of(workdir, "e2e")
+    trial_dirs = [p for p in (workdir / "ray_results" / "e2e").iterdir() if p.name.startswith("train_baseline_")]
+    assert len(trial_dirs) >= 4
+    assert len(children) == len(trial_dirs)
+    assert sorted(children["tags.ray.trial_id"]) == sorted(p.name.rsplit("_", 1)[1] for p in trial_dirs)
+    assert set(children["status"]) <= {"FINISHED", "KILLED"}
+    assert (children["tags.scolio.stopped_by"] == "scheduler").sum() >= 1
+    assert parent["status"] == "FINISHED"
+    # the conditional space: silhouette trials carry no skeleton-map knobs in their search params
+    searched = children[children["params.input.representation"] == "silhouette"]
+    assert all(parent[f"params.search.{key}"] for key in ("input.sigma", "input.representation"))
+    assert len(children) == children["tags.ray.trial_id"].nunique()
+    assert searched.empty or searched["params.input.representation"].eq("silhouette").all()
+
+
+def test_one_shot_test_recorded_once_on_the_winner_selected_by_val(sweep):
+    workdir, done = sweep
+    children, parent = runs_of(workdir, "e2e")
+    assert parent["tags.scolio.lockbox.evaluations"] == "1"
+    assert parent["tags.scolio.lockbox.state"] == "completed"
+    assert parent["tags.scolio.selection_split"] == "val"
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    best_val = {row["run_id"]: max(m.value for m in client.get_metric_history(row["run_id"], "val/macro_f1"))
+                for _, row in children.iterrows()}
+    winner = parent["tags.scolio.selected_run_id"]
+    assert best_val[winner] == max(best_val.values())
+    assert 0.0 <= parent["metrics.test/macro_f1"] <= 1.0
+    assert not any(c.startswith("metrics.test/") and pd.notna(v) for c, v in children.iloc[0].items())
+    assert "one-shot test: macro-F1" in done.stdout
+    assert "oracle ceiling" in done.stdout
+
+
+def test_results_agree_with_mlflow(sweep):
+    workdir, _ = sweep
+    children, parent = runs_of(workdir, "e2e")
+    results = workdir / "results" / "e2e"
+    for name in ("leaderboard.csv", "leaderboard.md", "learning_curves.png", "val_f1_by_param.png",
+                 "test_confusion_matrix.png"):
+        assert (results / name).stat().st_size > 0, name
+    board = pd.read_csv(results / "leaderboard.csv")
+    trials = board[board.iloc[:, 0].astype(str).str.len() > 0]
+    assert board.shape[0] == len(children) + 1  # one row per trial + the winner's one-shot test row
+    assert "one-shot" in (results / "leaderboard.md").read_text()
+    assert trials.shape[0] >= len(children)
+
+
+def test_rerun_reuses_the_sweep_and_does_not_look_at_test_again(sweep):
+    workdir, _ = sweep
+    before, _ = runs_of(workdir, "e2e")
+    again = run_sweep("representation.py", workdir, "--profile", "smoke", "--name", "e2e")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already recorded" in again.stdout
+    after, parent = runs_of(workdir, "e2e")
+    assert sorted(after["run_id"]) == sorted(before["run_id"])
+    assert parent["tags.scolio.lockbox.evaluations"] == "1"
+
+
+def test_finetune_sweep_from_the_winner(sweep):
+    workdir, _ = sweep
+    done = run_sweep("finetune.py", workdir, "--from-sweep", "e2e", "--profile", "finetune_smoke", "--name", "e2e-ft")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "baseline (warm start) val macro-F1" in done.stdout
+    children, parent = runs_of(workdir, "e2e-ft")
+    assert len(children) == 2 and parent["tags.scolio.lockbox.evaluations"] == "1"
+    assert (children["params.train.optimizer"] == "adamw").all()
+    _, baseline_parent = runs_of(workdir, "e2e")
+    assert parent["tags.scolio.baseline_run"] == baseline_parent["tags.scolio.selected_run_id"]
