@@ -32,7 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser = argparse.ArgumentParser(prog="scolio", description=__doc__.splitlines()[0], parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="scolio", parents=[common],
+        description="scoliotune: Scoliosis1K data, skeleton maps, training, evaluation and sweep audits.",
+        epilog="Sweeps run as scripts: python sweeps/representation.py (see README.md).")
     parser.add_argument("--version", action="version", version=f"scoliotune {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_line) in COMMANDS.items():

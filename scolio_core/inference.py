@@ -69,8 +69,13 @@ def load_model(checkpoint, device: torch.device) -> torch.nn.Module:
 
 def checkpoint_pav(checkpoint, raw_pav: np.ndarray | None) -> np.ndarray | None:
     """Normalise raw PAVs with the statistics fitted on the checkpoint's training ids."""
-    if raw_pav is None or not checkpoint.contract.get("pav_stats"):
+    if raw_pav is None:
         return None
+    if not checkpoint.contract.get("pav_stats"):
+        from scolio_core.errors import ContractError
+
+        raise ContractError(f"{checkpoint.directory}: a DRF checkpoint without PAV normalisation statistics "
+                            "(imported?); its contract must carry the stats fitted on its training ids")
     from scolio_core.pav import PAVNormalizer
 
     return PAVNormalizer.from_dict(checkpoint.contract["pav_stats"]).transform(raw_pav).astype(np.float32)

@@ -1,7 +1,9 @@
 """On-the-fly skeleton maps: COCO-17 poses -> 2-channel maps (channel 0 limbs, channel 1 joints).
 
-Rendering runs in torch on the poses' device, vectorised over frames, parts and pixels (frames are only
-chunked to bound memory), so a sweep over `input.sigma` or `input.joint_weight` needs no re-export.
+Rendering runs in torch on the poses' device, vectorised over frames and pixels (frames are chunked so
+the buffers stay in cache), so a sweep over `input.sigma` or `input.joint_weight` needs no re-export.
+Parts are a short Python loop (<= 18) of whole-chunk passes: one (frames, parts, H, W) tensor spills the
+cache on CPU, and the part-vectorised renderer this replaced was 3-4x slower.
 
 The `opengait` alignment reproduces the public OpenGait SkeletonGait heatmap pretreatment:
  (a) `impute_missing`: coordinates stored as exactly 0 are filled per sequence by distance-weighted
@@ -14,10 +16,14 @@ The `opengait` alignment reproduces the public OpenGait SkeletonGait heatmap pre
 `aligned` (the default) differs only in (e): one crop box from the keypoints' drawn extent, shared by
 both channels, so limbs and joints stay registered.
 
-Each part is evaluated only in a window covering its ±3 sigma box (one window size per chunk of
-frames) and max-scattered onto the canvas. Step (e) is linear in the map, so the variable crop +
-resize is `R @ M @ C^T` with per-frame matrices that reproduce OpenCV's INTER_AREA weights (area
-averaging when shrinking, its bilinear-like rule when enlarging); the side crop is folded into C.
+Step (c) draws in log space: the max over parts of weight * exp(-d^2 / 2 sigma^2) is exp(-min over parts
+of d^2 / 2 sigma^2 - ln weight), so each part costs a few adds over its pixels and each pixel one exp.
+Both costs split into a row term and a column term (see `_draw`), and each frame is drawn only inside
+one window covering its parts' boxes; a part is evaluated in the band of that window that holds its box
+in every frame of the chunk (poses are normalised, so this is barely larger than the box). Step (e) is
+linear in the map, so the variable crop + resize is `R @ M @ C^T` with per-frame matrices that reproduce
+OpenCV's INTER_AREA weights (area averaging when shrinking, its bilinear-like rule when enlarging),
+restricted to the window's rows and columns (the canvas is 0 outside it); the side crop is folded into C.
 """
 
 from __future__ import annotations
@@ -59,8 +65,8 @@ _GREY_LUT = ((np.arange(256, dtype=np.float64) * (1.0 / 255.0)) * 255.0).astype(
 # hair below them, which would otherwise depend on the device's summation order.
 _LEVEL_EPS = 1e-3
 # Canvas pixels per chunk of frames. On CPU the per-part passes over a chunk's window buffers should
-# stay in cache (measured best around 2^18 at canvas 128); on CUDA fewer, larger launches win.
-_CHUNK_PIXELS_CPU = 1 << 18
+# stay in cache (measured best around 2^19-2^20 at canvas 128); on CUDA fewer, larger launches win.
+_CHUNK_PIXELS_CPU = 1 << 19
 _CHUNK_PIXELS_CUDA = 1 << 24
 
 
@@ -145,6 +151,23 @@ def _window(first: torch.Tensor, last: torch.Tensor, live: torch.Tensor, size: i
     return origin[:, None] + torch.arange(k, device=first.device, dtype=first.dtype)
 
 
+def _bands(first: torch.Tensor, last: torch.Tensor, live: torch.Tensor, pixels: torch.Tensor
+           ) -> list[tuple[int, int] | None]:
+    """Per part, the slice [lo, hi) of the window that holds its box in every frame of the chunk, or None
+    when the part is drawn in none. Poses are hip-centred and height-normalised, so a part sits at nearly
+    the same place in every frame's window and this band is barely larger than one box."""
+    k = pixels.shape[1]
+    origin = pixels[:, :1]
+    lo = torch.where(live, (first - origin).clamp(0, k - 1), torch.full_like(first, k)).amin(dim=0)
+    hi = torch.where(live, (last - origin).clamp(0, k - 1), torch.full_like(last, -1)).amax(dim=0)
+    return [(int(a), int(b) + 1) if b >= a else None for a, b in zip(lo.tolist(), hi.tolist())]
+
+
+def _scratch(buffer: torch.Tensor, *shape: int) -> torch.Tensor:
+    """A contiguous (n, h, w) view at the start of a flat scratch buffer (no allocation per part)."""
+    return buffer[:math.prod(shape)].view(shape)
+
+
 def _outside(pixels: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """0 for window pixels inside each part's box, +inf outside. pixels (n, K), first/last (n, P) -> (n, P, K)."""
     p = pixels[:, None, :]
@@ -196,15 +219,20 @@ def _draw(xy: torch.Tensor, drawn: torch.Tensor, value: torch.Tensor, cfg: Input
     n, kh, kw = xy.shape[0], rows.shape[1], cols.shape[1]
     scale = 1.0 / (sigma * math.sqrt(2.0))  # costs are in units of sigma * sqrt(2)
     f32 = torch.float32
-    buffer = torch.empty((n, kh, kw), device=device, dtype=f32)
+    buffer = torch.empty(n * kh * kw, device=device, dtype=f32)
 
     # Joint cost = ((x - jx) scale)^2 [+inf outside] + ((y - jy) scale)^2 - ln(weight) [+inf outside].
     cx = (((cols[:, None, :] - jxy[..., 0:1]) * scale).square() + _outside(cols, jx0, jx1)).to(f32)
     cy = (((rows[:, None, :] - jxy[..., 1:2]) * scale).square() - jweight.log()[..., None]
           + _outside(rows, jy0, jy1)).to(f32)
     joint_cost = torch.full((n, kh, kw), math.inf, device=device, dtype=f32)
-    for j in range(len(joints)):
-        torch.minimum(joint_cost, torch.add(cx[:, j, None, :], cy[:, j, :, None], out=buffer), out=joint_cost)
+    band_x, band_y = _bands(jx0, jx1, live_j, cols), _bands(jy0, jy1, live_j, rows)
+    for j, (bx, by) in enumerate(zip(band_x, band_y)):
+        if bx is None or by is None:
+            continue
+        acc = joint_cost[:, by[0]:by[1], bx[0]:bx[1]]
+        cost = torch.add(cx[:, j, None, bx[0]:bx[1]], cy[:, j, by[0]:by[1], None], out=_scratch(buffer, n, by[1] - by[0], bx[1] - bx[0]))
+        torch.minimum(acc, cost, out=acc)
 
     # Limb cost = s^2 + (t - clamp(t, 0, L))^2 - ln(weight), in the scaled units; a short limb gets any
     # unit direction and L = 0, which leaves s^2 + t^2 = the squared distance to its start joint.
@@ -219,15 +247,20 @@ def _draw(xy: torch.Tensor, drawn: torch.Tensor, value: torch.Tensor, cfg: Input
     span = torch.where(short, zero, length * scale).to(f32)[..., None, None]
     bias = (-lweight.log()).to(f32)[..., None, None]
     limb_cost = torch.full((n, kh, kw), math.inf, device=device, dtype=f32)
-    along = torch.empty_like(buffer)
-    inner = torch.empty_like(buffer)
-    for i in range(len(limbs)):
-        s = torch.add(sx[:, i, None, :], sy[:, i, :, None], out=buffer)
-        t = torch.add(tx[:, i, None, :], ty[:, i, :, None], out=along)
+    along, inner = torch.empty_like(buffer), torch.empty_like(buffer)
+    band_x, band_y = _bands(lx0, lx1, live_l, cols), _bands(ly0, ly1, live_l, rows)
+    for i, (bx, by) in enumerate(zip(band_x, band_y)):
+        if bx is None or by is None:
+            continue
+        x, y = slice(*bx), slice(*by)
+        h, w = by[1] - by[0], bx[1] - bx[0]
+        s = torch.add(sx[:, i, None, x], sy[:, i, y, None], out=_scratch(buffer, n, h, w))
+        t = torch.add(tx[:, i, None, x], ty[:, i, y, None], out=_scratch(along, n, h, w))
         # t - clamp(t, 0, L); a scalar clamp then a broadcast minimum (clamp to a tensor bound is slow on CPU).
-        beyond = t.sub_(torch.minimum(torch.clamp(t, min=0.0, out=inner), span[:, i], out=inner))
+        beyond = t.sub_(torch.minimum(torch.clamp(t, min=0.0, out=_scratch(inner, n, h, w)), span[:, i], out=_scratch(inner, n, h, w)))
         s.mul_(s).addcmul_(beyond, beyond).add_(bias[:, i])
-        torch.minimum(limb_cost, s, out=limb_cost)
+        acc = limb_cost[:, y, x]
+        torch.minimum(acc, s, out=acc)
 
     maps = torch.stack([limb_cost, joint_cost], dim=1).neg_().exp_()
     maps[:, 1].clamp_(max=1.0)
@@ -238,8 +271,9 @@ def grey_levels(maps: torch.Tensor) -> torch.Tensor:
     """Step (d): float maps in [0, 1] -> 8-bit grey levels (as float) the way matplotlib's cm.gray +
     `(rgb * 255).astype(uint8)` produce them: level = LUT[min(floor(v * 256), 255)]."""
     lut = torch.as_tensor(_GREY_LUT, device=maps.device).to(torch.float32)
-    index = torch.floor(maps * 256).clamp_(0, 255).to(torch.long)
-    return lut[index]
+    # Clamping first makes the integer cast's truncation a floor; index_select is the fast gather on CPU.
+    index = (maps * 256).clamp_(0, 255).to(torch.long)
+    return lut.index_select(0, index.view(-1)).view(maps.shape)
 
 
 def resize_weights(start: torch.Tensor, length: torch.Tensor, out_size: int, canvas_size: int,

@@ -362,3 +362,41 @@ def print_summary(context: SweepContext, outcome: dict) -> None:
     if context.oracle_macro_f1 is not None:
         print(f"  synthetic data oracle ceiling (macro-F1 from the latent severity): {context.oracle_macro_f1:.4f}")
     print(f"  results: {context.results_dir}/   MLflow: {context.tracking_uri} (parent run {context.parent_run_id})")
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, default_profile: str) -> None:
+    parser.add_argument("--profile", default=default_profile, help="smoke | demo | paper | path/to/profile.yaml")
+    parser.add_argument("--name", help="sweep name (default: the profile name); re-using a name resumes it")
+    parser.add_argument("--data-root", help="Scoliosis1K root holding the pose/silhouette roots "
+                                            "(default: synthesise the stand-in into a cache)")
+    parser.add_argument("--partition", help="partition JSON (absolute, or relative to the data root)")
+    parser.add_argument("--num-samples", type=int, help="number of trials")
+    parser.add_argument("--max-concurrent-trials", type=int)
+    parser.add_argument("--gpus-per-trial", type=float)
+    parser.add_argument("--cpus-per-trial", type=float)
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
+    parser.add_argument("--experiment", default="scoliotune", help="MLflow experiment name")
+    parser.add_argument("--storage-path", help="Tune storage for trial results and checkpoints "
+                                               "(default: ./ray_results; shared storage on multi-node clusters)")
+    parser.add_argument("--results-dir", default="results", help="where results/<name>/ is written")
+    parser.add_argument("--cache-dir", help="where the synthetic data set is cached")
+    parser.add_argument("--reopen-test", action="store_true",
+                        help="evaluate test again although this sweep's lockbox was opened (labelled REOPENED)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a fixed config field of the profile, e.g. --set train.iterations=40")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def run_sweep_cli(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace, label: str) -> int:
+    """Run a sweep; user errors are one line (exit 2), tracebacks only with --debug."""
+    from scolio_core.errors import ScolioError
+
+    try:
+        run(args)
+    except ScolioError as exc:
+        if args.debug:
+            raise
+        print(f"{label}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from scolio_core.errors import ConfigError, ScolioError  # noqa: E402
-from sweeps.common import finish_sweep, prepare_sweep, print_summary  # noqa: E402
+from scolio_core.errors import ConfigError  # noqa: E402
+from sweeps.common import (  # noqa: E402
+    add_sweep_arguments, finish_sweep, prepare_sweep, print_summary, run_sweep_cli)
 from sweeps.profiles import apply_overrides, load_profile  # noqa: E402
-from sweeps.representation import add_sweep_arguments  # noqa: E402
 
 
 def paired_difference(rows: list[dict], metric: str, n_resamples: int = 10000, seed: int = 0) -> dict:
@@ -83,15 +83,7 @@ def run_drf_comparison(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_arguments(parser, default_profile="drf_demo")
-    args = parser.parse_args(argv)
-    try:
-        run_drf_comparison(args)
-    except ScolioError as exc:
-        if args.debug:
-            raise
-        print(f"drf comparison: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_sweep_cli(run_drf_comparison, parser.parse_args(argv), "drf comparison")
 
 
 if __name__ == "__main__":

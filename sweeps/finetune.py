@@ -16,11 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scolio_core.errors import ConfigError, ScolioError  # noqa: E402
+from scolio_core.errors import ConfigError  # noqa: E402
 from sweeps.common import (  # noqa: E402
-    DEFAULT_EXPERIMENT, build_search, finish_sweep, prepare_sweep, print_summary)
+    DEFAULT_EXPERIMENT, add_sweep_arguments, build_search, finish_sweep, prepare_sweep, print_summary, run_sweep_cli)
 from sweeps.profiles import SweepProfile, apply_overrides, load_profile  # noqa: E402
-from sweeps.representation import add_sweep_arguments  # noqa: E402
 
 
 def find_baseline(tracking_uri: str, experiment: str, sweep_or_run: str) -> tuple[str, dict[str, str], str]:
@@ -106,15 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_arguments(parser, default_profile="finetune_demo")
     parser.add_argument("--from-sweep", required=True, help="representation sweep name or its parent run id")
-    args = parser.parse_args(argv)
-    try:
-        run_finetune_sweep(args)
-    except ScolioError as exc:
-        if args.debug:
-            raise
-        print(f"finetune sweep: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_sweep_cli(run_finetune_sweep, parser.parse_args(argv), "finetune sweep")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ train/val ids only; the driver selects the winner on val, then opens the test lo
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,10 +20,8 @@ from pathlib import Path
 # `python sweeps/representation.py` from a checkout (or a `ray job submit` working dir) without install.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scolio_core.config import ExperimentConfig  # noqa: E402
-from scolio_core.errors import ConfigError, ScolioError  # noqa: E402
 from sweeps.common import (  # noqa: E402
-    SweepContext, build_search, finish_sweep, prepare_sweep, print_summary)
+    SweepContext, add_sweep_arguments, build_search, finish_sweep, prepare_sweep, print_summary, run_sweep_cli)
 from sweeps.profiles import apply_overrides, load_profile  # noqa: E402
 
 
@@ -60,43 +56,10 @@ def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
                         wall_seconds=time.time() - started)
 
 
-def add_sweep_arguments(parser: argparse.ArgumentParser, default_profile: str) -> None:
-    parser.add_argument("--profile", default=default_profile, help="smoke | demo | paper | path/to/profile.yaml")
-    parser.add_argument("--name", help="sweep name (default: the profile name); re-using a name resumes it")
-    parser.add_argument("--data-root", help="Scoliosis1K root holding the pose/silhouette roots "
-                                            "(default: synthesise the stand-in into a cache)")
-    parser.add_argument("--partition", help="partition JSON (absolute, or relative to the data root)")
-    parser.add_argument("--num-samples", type=int, help="number of trials")
-    parser.add_argument("--max-concurrent-trials", type=int)
-    parser.add_argument("--gpus-per-trial", type=float)
-    parser.add_argument("--cpus-per-trial", type=float)
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
-    parser.add_argument("--experiment", default="scoliotune", help="MLflow experiment name")
-    parser.add_argument("--storage-path", help="Tune storage for trial results and checkpoints "
-                                               "(default: ./ray_results; shared storage on multi-node clusters)")
-    parser.add_argument("--results-dir", default="results", help="where results/<name>/ is written")
-    parser.add_argument("--cache-dir", help="where the synthetic data set is cached")
-    parser.add_argument("--reopen-test", action="store_true",
-                        help="evaluate test again although this sweep's lockbox was opened (labelled REOPENED)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a fixed config field of the profile, e.g. --set train.iterations=40")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_arguments(parser, default_profile="demo")
-    args = parser.parse_args(argv)
-    try:
-        run_representation_sweep(args)
-    except (ScolioError, ConfigError) as exc:
-        if args.debug:
-            raise
-        print(f"representation sweep: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_sweep_cli(run_representation_sweep, parser.parse_args(argv), "representation sweep")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from scolio_core.batches import load_trainval
 from scolio_core.checkpoint import (HASHES, check_contract, read_checkpoint, sha256_file, warm_start_violations,
                                     write_checkpoint)
 from scolio_core.errors import ContractError

@@ -32,7 +32,7 @@ def _rank_main(rank: int, root: str, out: str) -> None:
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=WORLD)
-    config = tiny_config(Path(root), **{"train.iterations": 12, "train.eval_every": 4})
+    config = tiny_config(Path(root), **{"train.iterations": 8, "train.eval_every": 4})
     data = load_trainval(config, resolve_split(config).trainval())
     parallel = DataParallel(rank=rank, world_size=WORLD)
     reports: list = []
@@ -55,6 +55,7 @@ def _rank_main(rank: int, root: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned processes
 def test_ranks_split_the_batch_rank0_checkpoints_and_resume_is_exact(synth_root, tmp_path):
     from scolio_core.checkpoint import read_checkpoint
     from scolio_core.train import DataParallel
@@ -62,8 +63,8 @@ def test_ranks_split_the_batch_rank0_checkpoints_and_resume_is_exact(synth_root,
     assert [DataParallel(r, 3).batch_ids(8) for r in range(3)] == [3, 3, 2]  # one P×K batch per step in all
     torch.multiprocessing.spawn(_rank_main, args=(str(synth_root), str(tmp_path)), nprocs=WORLD, join=True)
     lead, other = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD))
-    assert [r["metrics"]["iteration"] for r in lead["reports"]] == [4, 8, 12]
-    assert [r["metrics"]["iteration"] for r in other["reports"]] == [4, 8, 12]  # every rank reports each time
+    assert [r["metrics"]["iteration"] for r in lead["reports"]] == [4, 8]
+    assert [r["metrics"]["iteration"] for r in other["reports"]] == [4, 8]  # every rank reports each time
     assert all(r["checkpoint"] for r in lead["reports"]) and not any(r["checkpoint"] for r in other["reports"])
     assert all("val/macro_f1" in r["metrics"] for r in lead["reports"])
     assert not any(k.startswith("val/") for r in other["reports"] for k in r["metrics"])  # only rank 0 evaluates

@@ -298,3 +298,27 @@ def test_scolio_render_exports_opengait_layout(tmp_path) -> None:
     # An id the root does not hold is a one-line error naming it.
     ids_file.write_text(json.dumps(["00001", "00042"]))
     assert main(argv) == 2
+
+
+def test_chunked_batches_match_frame_by_frame(monkeypatch) -> None:
+    """Windows and part bands are shared by the frames of a chunk: a mixed batch split over several
+    chunks (different people, sizes, a frame with nothing drawn, a pose partly off canvas) must render
+    each frame exactly as it renders alone."""
+    import scolio_core.render as render
+
+    poses = make_poses(9, seed=11)
+    poses[2, :, :2] = poses[2, :, :2] * 0.6 + 40  # a smaller, shifted person
+    poses[4, :, 2] = 0.0  # nothing drawn: an all-zero frame
+    poses[6, 9:11, 0] += 400  # wrists far right: their boxes leave the canvas
+    poses[7, 13:17, 1] -= 60  # knees/ankles pulled up: a crouch, bands differ from the others
+    tensor = torch.from_numpy(poses)
+    for alignment in ("aligned", "opengait"):
+        cfg = InputConfig(representation="head-lite", alignment=alignment, dtype="float32", sigma=6.0)
+        alone = torch.cat([render_skeleton_maps(tensor[i:i + 1], cfg) for i in range(len(poses))])
+        monkeypatch.setattr(render, "_CHUNK_PIXELS_CPU", 4 * cfg.canvas_size**2)  # chunks of 4 frames
+        together = render_skeleton_maps(tensor, cfg)
+        monkeypatch.undo()
+        torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+        assert together[4].abs().max() == 0 and together[6].amax() > 0.5
+        want, _ = ref_render(poses[[6, 7]], cfg)
+        np.testing.assert_allclose(together[[6, 7]].numpy(), want, atol=1e-4, rtol=0)

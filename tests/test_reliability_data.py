@@ -1,0 +1,331 @@
+"""Bad input is refused before any compute: broken and malicious data files, bad configuration, tampered
+and malicious checkpoints.
+
+Each sweep case breaks a copy of the synthetic release (or the command line) and runs the real sweep CLI
+as a subprocess. A refusal must be exit code 2 with one `error:` line naming the offending file or field,
+no traceback, no Tune trial directory and no MLflow run; a malicious pickle's payload (it would create a
+file) must never run. The subprocesses start in parallel from one module fixture (each spends most of its
+few seconds importing torch/ray/mlflow), so the whole module costs about as much as three of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pickle
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+POSE, SIL = "Scoliosis1K-pose-pkl", "Scoliosis1K-sil-pkl"
+PARTITION = "Scoliosis1K_112.json"
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+class _Payload:
+    """Unpickling this calls open(path, "w"): the file's existence proves the payload ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _pkl(root: Path, modality: str, seq_id: str) -> Path:
+    (path,) = (root / modality / seq_id).glob("*/*/*.pkl")
+    return path
+
+
+@dataclass
+class Case:
+    name: str
+    args: list[str]  # sweep script arguments besides the run's own paths
+    expect: list[str]  # substrings the error line must contain (file, field, value)
+    script: str = "representation"
+    payload_marker: Path | None = None
+    data_root: Path | None = None
+    result: dict = field(default_factory=dict)
+
+
+def _build_cases(synth_root: Path, base: Path) -> dict[str, Case]:
+    partition = json.loads((synth_root / PARTITION).read_text())
+    train_id, other_train_id, test_id = partition["TRAIN_SET"][0], partition["TRAIN_SET"][1], partition["TEST_SET"][0]
+    cases: dict[str, Case] = {}
+
+    def broken(name: str) -> Path:
+        root = base / name / "data"
+        shutil.copytree(synth_root, root)
+        return root
+
+    def data_case(name: str, root: Path, expect: list[str], **kwargs) -> None:
+        cases[name] = Case(name, ["--data-root", str(root)], expect, data_root=root, **kwargs)
+
+    # -------------------------------------------------------------------------------- data files
+    root = broken("truncated")
+    path = _pkl(root, SIL, train_id)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    data_case("truncated", root, [str(path), "truncated"])
+
+    root = broken("wrong-shape")
+    path = _pkl(root, POSE, train_id)
+    path.write_bytes(pickle.dumps(np.zeros((16, 17, 2), dtype=np.float32)))
+    data_case("wrong-shape", root, [str(path), "(T, 17, 3)", "(16, 17, 2)"])
+
+    root = broken("nan")
+    path = _pkl(root, POSE, test_id)  # a test file: test data is validated before the search too
+    poses = pickle.loads(path.read_bytes())
+    poses[3, 5, 1] = np.nan
+    path.write_bytes(pickle.dumps(poses))
+    data_case("nan", root, [str(path), "NaN"])
+
+    root = broken("malicious")
+    path = _pkl(root, POSE, test_id)
+    marker = base / "malicious" / "payload-ran"
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    data_case("malicious", root, [str(path), "refused to load global io.open"], payload_marker=marker)
+
+    root = broken("missing-id")
+    shutil.rmtree(root / POSE / test_id)
+    data_case("missing-id", root, [str(root / PARTITION), test_id, "absent"])
+
+    root = broken("two-classes")
+    (class_dir,) = [p for p in (root / POSE / train_id).iterdir() if p.is_dir()]
+    other = "positive" if class_dir.name != "positive" else "negative"
+    shutil.copytree(class_dir, class_dir.with_name(other))
+    data_case("two-classes", root, [f"sequence {train_id}", "more than one class", other])
+
+    # Tests run as root here, and root reads through chmod 000: a directory in the file's place gives the
+    # same OSError-on-read path (EISDIR) and works for everyone.
+    root = broken("unreadable")
+    path = _pkl(root, SIL, other_train_id)
+    path.unlink()
+    path.mkdir()
+    data_case("unreadable", root, [str(path), "cannot read"])
+
+    if not IS_ROOT:
+        root = broken("chmod-000")
+        path = _pkl(root, POSE, other_train_id)
+        path.chmod(0)
+        data_case("chmod-000", root, [str(path), "cannot read", "Permission denied"])
+
+    # -------------------------------------------------------------------------------- configuration
+    good = ["--data-root", str(synth_root)]
+    cases["set-unknown-representation"] = Case(
+        "set-unknown-representation", good + ["--set", "input.representation=stick-figure"],
+        ["input.representation", "stick-figure"])
+    profile = base / "profile-unknown-representation" / "smoke-typo.yaml"
+    profile.parent.mkdir(parents=True)
+    text = (ROOT / "sweeps" / "smoke.yaml").read_text()
+    assert "choice: [full-body," in text, "sweeps/smoke.yaml changed: update this test's profile edit"
+    profile.write_text(text.replace("choice: [full-body,", "choice: [stick-figure, full-body,"))
+    cases["profile-unknown-representation"] = Case(
+        "profile-unknown-representation", good + ["--profile", str(profile)],
+        [str(profile), "input.representation", "stick-figure"])
+    cases["negative-sigma"] = Case("negative-sigma", good + ["--set", "input.sigma=-2"], ["input.sigma", "-2"])
+
+    overlap = base / "overlapping-partition" / "overlap.json"
+    overlap.parent.mkdir(parents=True)
+    overlap.write_text(json.dumps({"TRAIN_SET": partition["TRAIN_SET"],
+                                   "TEST_SET": partition["TEST_SET"] + [train_id]}))
+    cases["overlapping-partition"] = Case("overlapping-partition", good + ["--partition", str(overlap)],
+                                          [str(overlap), "TRAIN_SET and TEST_SET", train_id])
+
+    with socket.socket() as probe:  # a port nobody listens on (closed again before the sweep starts)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cases["unreachable-tracking"] = Case(
+        "unreachable-tracking", good + ["--tracking-uri", f"http://127.0.0.1:{port}"],
+        [f"http://127.0.0.1:{port}", "cannot be reached"])
+
+    cases["finetune-without-baseline"] = Case(
+        "finetune-without-baseline", ["--profile", "finetune_smoke", "--from-sweep", "nonexistent"],
+        ["--from-sweep", "nonexistent"], script="finetune")
+    return cases
+
+
+def _run(case: Case, base: Path) -> None:
+    workdir = base / case.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "mlflow.db"
+    if case.script == "finetune":
+        # The store and experiment exist, only the named baseline sweep does not.
+        from mlflow import MlflowClient
+
+        MlflowClient(f"sqlite:///{db}").create_experiment("scoliotune")
+    args = ["--name", f"bad-{case.name}", "--profile", "smoke", "--num-samples", "2",
+            "--tracking-uri", f"sqlite:///{db}", "--storage-path", str(workdir / "ray_results"),
+            "--results-dir", str(workdir / "results"), "--cache-dir", str(workdir / "cache"), *case.args]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SCOLIO_LEDGER": str(workdir / "ledger.jsonl")})
+    done = subprocess.run([sys.executable, str(ROOT / "sweeps" / f"{case.script}.py"), *args], cwd=workdir,
+                          env=env, capture_output=True, text=True, timeout=300)
+    case.result = {"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr, "workdir": workdir}
+
+
+@pytest.fixture(scope="module")
+def refusals(synth_root, tmp_path_factory) -> dict[str, Case]:
+    base = tmp_path_factory.mktemp("refusals")
+    cases = _build_cases(synth_root, base)
+    # The "later --profile wins" rule of argparse lets a case replace the default smoke profile.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda case: _run(case, base), cases.values()))
+    return cases
+
+
+def _mlflow_runs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+
+
+SWEEP_CASES = ["truncated", "wrong-shape", "nan", "malicious", "missing-id", "two-classes", "unreadable",
+               "chmod-000", "set-unknown-representation", "profile-unknown-representation", "negative-sigma",
+               "overlapping-partition", "unreachable-tracking", "finetune-without-baseline"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SWEEP_CASES)
+def test_sweep_refuses_bad_input_before_any_trial(refusals, name):
+    if name == "chmod-000" and IS_ROOT:
+        pytest.skip("running as root: chmod 000 does not stop root reading (see the 'unreadable' case)")
+    case = refusals[name]
+    out = case.result
+    detail = f"exit {out['code']}\nstdout: {out['stdout'][-2000:]}\nstderr: {out['stderr'][-3000:]}"
+    assert out["code"] == 2, detail
+    assert "Traceback" not in out["stderr"], detail
+    errors = [line for line in out["stderr"].splitlines() if "error:" in line]
+    assert len(errors) == 1, detail
+    for needle in case.expect:
+        assert needle in errors[0], f"{needle!r} not in the error line: {errors[0]}"
+    # Nothing was started: no Tune experiment or trial directory, no MLflow run, no results, no synthesis.
+    workdir = out["workdir"]
+    assert not (workdir / "ray_results").exists(), sorted(p.name for p in (workdir / "ray_results").rglob("*"))
+    assert _mlflow_runs(workdir / "mlflow.db") == 0
+    assert not (workdir / "results").exists() and not (workdir / "cache").exists()
+    if case.payload_marker is not None:
+        assert not case.payload_marker.exists(), "the malicious pickle's payload ran"
+
+
+def test_the_malicious_pickle_is_live(tmp_path):
+    # Guards the case above against passing vacuously: plain pickle really would run this payload.
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(_Payload(marker)))
+    assert marker.exists()
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+def _calls(tree: ast.AST, module: str, attribute: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == attribute and isinstance(node.func.value, ast.Name) and node.func.value.id == module]
+
+
+def _keyword(call: ast.Call, name: str) -> object:
+    for keyword in call.keywords:
+        if keyword.arg == name and isinstance(keyword.value, ast.Constant):
+            return keyword.value.value
+    return None
+
+
+def test_production_code_deserialises_only_through_safe_loaders():
+    sources = [p for package in ("scolio_core", "trainables", "sweeps") for p in sorted((ROOT / package).rglob("*.py"))]
+    torch_loads, problems = 0, []
+    for path in sources:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        where = path.relative_to(ROOT)
+        for call in _calls(tree, "torch", "load"):
+            torch_loads += 1
+            if _keyword(call, "weights_only") is not True:
+                problems.append(f"{where}:{call.lineno}: torch.load without weights_only=True")
+        for attribute in ("load", "loads", "Unpickler"):
+            if path.name != "safe_pickle.py":  # the allow-listed unpickler is the one place pickle is used
+                problems += [f"{where}:{c.lineno}: pickle.{attribute}" for c in _calls(tree, "pickle", attribute)]
+        problems += [f"{where}:{c.lineno}: yaml.load (use yaml.safe_load)" for c in _calls(tree, "yaml", "load")]
+        problems += [f"{where}:{c.lineno}: np.load(allow_pickle=True)" for c in _calls(tree, "np", "load")
+                     if _keyword(c, "allow_pickle") is True]
+    assert torch_loads >= 3, "expected the checkpoint and foreign-import torch.load calls; is the scan broken?"
+    assert problems == []
+
+
+@pytest.fixture
+def checkpoint(synth_root, tmp_path) -> Path:
+    from conftest import tiny_config
+    from scolio_core.checkpoint import write_checkpoint
+    from scolio_core.models import create_model
+    from scolio_core.protocol import resolve_split
+
+    config = tiny_config(synth_root)
+    model = create_model(config.model, config.input.in_channels)
+    return write_checkpoint(tmp_path / "ckpt", config=config, model_state=model.state_dict(),
+                            split=resolve_split(config).trainval(), pav_stats=None, iteration=6)
+
+
+def _scolio_eval(checkpoint: Path, synth_root: Path, capsys) -> tuple[int, str]:
+    from scolio_core.cli import main
+
+    code = main(["eval", "--checkpoint", str(checkpoint), "--data-root", str(synth_root),
+                 "--partition", str(synth_root / PARTITION), "--split", "val", "--device", "cpu", "--json"])
+    return code, capsys.readouterr().err
+
+
+def test_eval_accepts_the_untampered_checkpoint(checkpoint, synth_root, capsys):
+    import torch
+
+    torch.set_num_threads(1)
+    code, err = _scolio_eval(checkpoint, synth_root, capsys)
+    assert code == 0, err
+
+
+def _rehash(directory: Path) -> None:
+    from scolio_core.checkpoint import HASHES, sha256_file
+
+    hashes = json.loads((directory / HASHES).read_text())
+    (directory / HASHES).write_text(json.dumps({name: sha256_file(directory / name) for name in hashes}))
+
+
+@pytest.mark.parametrize("victim", ["weights.pt", "contract.json", "hashes.json"])
+def test_eval_refuses_a_tampered_checkpoint_naming_the_file(checkpoint, synth_root, capsys, victim):
+    path = checkpoint / victim
+    if victim == "weights.pt":
+        path.write_bytes(path.read_bytes()[:-64])  # truncated
+    elif victim == "contract.json":
+        contract = json.loads(path.read_text())
+        contract["config"]["input"]["sigma"] = 2.0  # a different preprocessing than the weights were trained on
+        path.write_text(json.dumps(contract))
+    else:
+        path.unlink()
+    code, err = _scolio_eval(checkpoint, synth_root, capsys)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("scolio eval: error:"), err
+    assert str(path) in lines[0], err
+
+
+def test_eval_refuses_malicious_weights_even_with_matching_hashes(checkpoint, synth_root, capsys, tmp_path):
+    # An attacker who rewrites hashes.json gets past the hash check; weights_only=True must still stop the
+    # payload, and the CLI must say so in one line naming the file (not a traceback).
+    import torch
+
+    marker = tmp_path / "payload-ran"
+    state = torch.load(checkpoint / "weights.pt", weights_only=True)
+    torch.save({**state, "extra": _Payload(marker)}, checkpoint / "weights.pt")
+    _rehash(checkpoint)
+    try:
+        code, err = _scolio_eval(checkpoint, synth_root, capsys)
+    finally:
+        assert not marker.exists(), "the payload in weights.pt ran"
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(checkpoint / "weights.pt") in lines[0], err
