@@ -1,7 +1,7 @@
 """Training-step time of a sweep profile and the share of it spent rendering skeleton maps on the fly.
 
-Run: python benchmarks/train_step.py                      # ~1 min: CPU demo profile, body-only, sigma 8
-     python benchmarks/train_step.py --sigma 4 --steps 20
+Run: python benchmarks/train_step.py                      # ~40 s: CPU demo profile (body-only, sigma 4)
+     python benchmarks/train_step.py --sigma 6 --representation full-body --steps 20
      python benchmarks/train_step.py --profile paper       # default when CUDA is present: demo, then paper
 
 The real loop (`scolio_core.train.run_training`) runs a few steps on the profile's synthetic stand-in
@@ -33,13 +33,17 @@ from sweeps.common import synthetic_root
 from sweeps.profiles import load_profile
 
 
-def measure(profile_name: str, steps: int, warmup: int, sigma: float, representation: str,
+def measure(profile_name: str, steps: int, warmup: int, sigma: float | None, representation: str | None,
             threads: int) -> dict[str, float]:
     """Median step and render seconds over `steps` steps of the profile's base config."""
     torch.set_num_threads(threads)
     demo = load_profile("demo")
     root = synthetic_root(demo, None)  # the demo stand-in serves both profiles (32 frames >= 30 drawn)
     profile = load_profile(profile_name)
+    # Default: the profile's first point to evaluate (the published settings, scaled to its canvas).
+    first = profile.points_to_evaluate[0] if profile.points_to_evaluate else {}
+    representation = representation or first.get("input.representation", "body-only")
+    sigma = sigma if sigma is not None else first.get("input.sigma", profile.base_config().input.sigma)
     partition = next(root.glob("Scoliosis1K_*.json"))
     total = warmup + steps + 1  # +1: a step is timed from its render call to the next one
     config = profile.base_config().replace(**{
@@ -77,7 +81,7 @@ def measure(profile_name: str, steps: int, warmup: int, sigma: float, representa
     return {"step": step, "render": render, "share": render / step, "frames": frames,
             "loop_step_seconds": reported.get("train/step_seconds", float("nan")), "device": str(device),
             "map": f"{config.input.frame_shape[0]}x{config.input.frame_shape[1]}", "width": config.model.width,
-            "canvas": config.input.canvas_size}
+            "canvas": config.input.canvas_size, "sigma": sigma, "representation": representation}
 
 
 def main() -> None:
@@ -85,8 +89,8 @@ def main() -> None:
     parser.add_argument("--profile", action="append", help="demo and/or paper (default: demo; + paper on CUDA)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (%(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (%(default)s)")
-    parser.add_argument("--sigma", type=float, default=8.0, help="input.sigma in canvas pixels (%(default)s)")
-    parser.add_argument("--representation", default="body-only", help="skeleton representation (%(default)s)")
+    parser.add_argument("--sigma", type=float, help="input.sigma in canvas pixels (default: the profile's first point)")
+    parser.add_argument("--representation", help="skeleton representation (default: the profile's first point)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, as a 1-CPU trial (%(default)s)")
     args = parser.parse_args()
     profiles = args.profile or (["demo", "paper"] if torch.cuda.is_available() else ["demo"])
@@ -94,7 +98,7 @@ def main() -> None:
     for name in profiles:
         r = measure(name, args.steps, args.warmup, args.sigma, args.representation, args.threads)
         print(f"{name}: {r['device']}, {r['frames']} frames/batch, canvas {r['canvas']} -> {r['map']} maps, "
-              f"width {r['width']}, sigma {args.sigma:g}: step {r['step'] * 1e3:.0f} ms (median of {args.steps}; "
+              f"width {r['width']}, {r['representation']} sigma {r['sigma']:g}: step {r['step'] * 1e3:.0f} ms (median of {args.steps}; "
               f"loop's own mean incl. warm-up {r['loop_step_seconds'] * 1e3:.0f} ms), render "
               f"{r['render'] * 1e3:.1f} ms = {100 * r['share']:.1f} % of the step "
               f"({r['frames'] / r['render']:.0f} frames/s)")

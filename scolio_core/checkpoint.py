@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -123,7 +124,16 @@ class Checkpoint:
         path = self.directory / TRAINING_STATE
         if not path.exists():
             return None
+        return load_tensors(path)
+
+
+def load_tensors(path: Path) -> dict:
+    """torch.load restricted to tensors and plain containers; anything else is refused naming the file."""
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ContractError(f"{path}: not a plain tensor file, refused by weights_only loading "
+                            f"({str(exc).splitlines()[0][:200]})") from None
 
 
 def verify_hashes(directory: Path) -> None:
@@ -158,7 +168,7 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
         raise ContractError(f"{directory / CONTRACT}: class order {contract.get('class_names')} "
                             f"differs from {list(CLASS_NAMES)}; re-import the checkpoint to remap it")
     config = ExperimentConfig.from_dict(contract["config"])
-    model_state = torch.load(directory / WEIGHTS, map_location="cpu", weights_only=True)
+    model_state = load_tensors(directory / WEIGHTS)
     return Checkpoint(directory=directory, config=config, contract=contract, model_state=model_state)
 
 

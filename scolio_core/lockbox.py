@@ -83,17 +83,19 @@ class MlflowLedger:
         return sorted(rows, key=lambda row: (row["attempt"], row["state"] == "completed"))
 
     def append(self, entry: dict) -> None:
-        key = f"{TAG_ENTRY}{entry['attempt']}.{entry['state']}"
-        self.client.set_tag(self.run_id, key, json.dumps(entry, sort_keys=True))
-        self.client.set_tag(self.run_id, TAG_STATE, entry["state"])
-        self.client.set_tag(self.run_id, TAG_COUNT, str(entry["attempt"]))
-        if entry["state"] == "completed":
-            self.client.set_tag(self.run_id, TAG_REOPENED, str(entry["reopened"]).lower())
-            metrics = {k: v for k, v in entry["metrics"].items() if isinstance(v, (int, float))}
-            from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
+        # One log_batch: MLflow writes its metrics first and then all its tags in one transaction, so a crash
+        # mid-append never leaves a "completed" entry without its test metrics or the summary tags.
+        tags = {f"{TAG_ENTRY}{entry['attempt']}.{entry['state']}": json.dumps(entry, sort_keys=True),
+                TAG_STATE: entry["state"], TAG_COUNT: str(entry["attempt"])}
+        metrics = []
+        if entry["state"] == "completed":
+            tags[TAG_REOPENED] = str(entry["reopened"]).lower()
             now = int(_dt.datetime.now().timestamp() * 1000)
-            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+            metrics = [Metric(k, float(v), now, 0) for k, v in entry["metrics"].items() if isinstance(v, (int, float))]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()],
+                              synchronous=True)
 
 
 def evaluation_count(entries: list[dict]) -> int:

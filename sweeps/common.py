@@ -178,9 +178,6 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
     """Resolve and check everything before compute; start/attach Ray; set up the MLflow callback."""
     from scolio_core.lockbox import validate_test_files
     from scolio_core.protocol import resolve_split, validate_trainval
-    from sweeps.engine import connect_ray
-    from sweeps.storage import check_storage_path, count_alive_nodes
-    from sweeps.tracking import MLflowLifecycle
 
     name = args.name or profile.name
     overrides = {}
@@ -216,6 +213,11 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
         split = this
         validate_trainval(config, split)
         validate_test_files(config, split)
+
+    # Ray and MLflow are imported only now: refusing bad data or config should not wait for them.
+    from sweeps.engine import connect_ray
+    from sweeps.storage import check_storage_path, count_alive_nodes
+    from sweeps.tracking import MLflowLifecycle
 
     tracking_uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     check_tracking_uri(tracking_uri)

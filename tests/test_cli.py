@@ -47,7 +47,7 @@ def trained(tmp_path_factory):
     assert done.returncode == 0, done.stderr
     workdir = tmp_path_factory.mktemp("run")
     done = scolio("train", "--config", str(REPO / "configs" / "train_cpu.yaml"), "--data-root", str(root),
-                  "--workdir", str(workdir), "--set", "train.iterations=150", "--set", "train.milestones=[120]",
+                  "--workdir", str(workdir),
                   "--set", "train.device=cpu")
     assert done.returncode == 0, done.stdout + done.stderr
     return root, workdir, json.loads((workdir / "best.json").read_text())

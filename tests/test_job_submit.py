@@ -30,7 +30,7 @@ MARKER = "SCOLIO_JOB_SUBMIT_TEST"
 RAY = shutil.which("ray", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 # The repo's working dir upload: .gitignore (which lists .venv) is honoured by Ray 2.60; these are excluded
 # explicitly as well, so a checkout with a different .gitignore still uploads only the code.
-EXCLUDES = [".venv", ".git", "ray_results", "mlruns", "results", "*.db", "__pycache__", ".pytest_cache"]
+EXCLUDES = [".venv", ".git", "ray_results", "mlruns", "*.db", "__pycache__", ".pytest_cache"]
 TRIALS = 2
 DEADLINE_S = 420
 
@@ -107,9 +107,14 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
         generated = _ray(["get-auth-token", "--generate"], env)
         assert generated.returncode == 0, generated.stderr[-2000:]
         assert (home / ".ray" / "auth_token").exists(), "the token was not written under HOME"
+        # Every port with a fixed default (agent 52365, client server 10001, ...) is picked free: another Ray
+        # on this machine may hold the defaults, and then our head's job agent never comes up.
+        ports = [f"--{name}={_free_port()}" for name in (
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+            "metrics-export-port", "ray-client-server-port")]
         started = _ray(["start", "--head", f"--port={port}", "--include-dashboard=true",
-                        "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--num-gpus=0",
-                        f"--temp-dir={temp_dir}", "--disable-usage-stats"], env, timeout=180)
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *ports, "--num-cpus=2",
+                        "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats"], env, timeout=180)
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         _wait_for_job_server(address, env)
 

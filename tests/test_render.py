@@ -5,10 +5,10 @@ and the interpolation matrices against OpenCV itself."""
 from __future__ import annotations
 
 import cv2
-import matplotlib.cm as cm
 import numpy as np
 import pytest
 import torch
+from matplotlib import cm
 
 from scolio_core.config import InputConfig
 from scolio_core.errors import ConfigError, DataError
@@ -304,7 +304,7 @@ def test_chunked_batches_match_frame_by_frame(monkeypatch) -> None:
     """Windows and part bands are shared by the frames of a chunk: a mixed batch split over several
     chunks (different people, sizes, a frame with nothing drawn, a pose partly off canvas) must render
     each frame exactly as it renders alone."""
-    import scolio_core.render as render
+    from scolio_core import render
 
     poses = make_poses(9, seed=11)
     poses[2, :, :2] = poses[2, :, :2] * 0.6 + 40  # a smaller, shifted person
