@@ -141,12 +141,12 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
         deadline = time.monotonic() + DEADLINE_S
         status = ""
         while time.monotonic() < deadline:
-            status = _ray(["job", "status", "--address", address, job_id], env).stdout
-            if any(state in status for state in ("SUCCEEDED", "FAILED", "STOPPED")):
+            status = _ray(["job", "status", "--address", address, job_id], env).stdout.lower()
+            if any(f"' {state}" in status for state in ("succeeded", "failed", "stopped")):  # "Job 'id' succeeded"
                 break
             time.sleep(10)
         logs = _ray(["job", "logs", "--address", address, job_id], env).stdout
-        assert "SUCCEEDED" in status, f"job {job_id}: {status[-500:]}\n{logs[-4000:]}"
+        assert f"'{job_id}' succeeded" in status, f"job {job_id}: {status[-500:]}\n{logs[-4000:]}"
         assert "sweep job-smoke: winner" in logs
 
         # What was uploaded: the code, not the virtualenv or the git history.
