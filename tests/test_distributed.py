@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from scolio_core.protocol import resolve_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +81,7 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
                                                                                monkeypatch):
     import ray
     from mlflow.tracking import MlflowClient
+    from ray import tune
 
     from scolio_core.batches import load_trainval
     from scolio_core.checkpoint import read_checkpoint
@@ -89,8 +90,6 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
     from sweeps.engine import connect_ray, run_or_restore
     from sweeps.tracking import MLflowLifecycle
     from trainables.distributed import data_parallel_trainable, driver_resources
-
-    from ray import tune
 
     torch.set_num_threads(1)
     config = tiny_config(synth_root, **{"train.iterations": 24, "train.eval_every": 8, "train.lr": 0.05,

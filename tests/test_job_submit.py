@@ -41,10 +41,16 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all sockets held open while choosing, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _marked_pids(marker: str) -> list[int]:
@@ -76,7 +82,7 @@ def _stop_marked(marker: str) -> list[int]:
 
 
 def _ray(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _wait_for_job_server(address: str, env: dict) -> None:
@@ -92,7 +98,7 @@ def _wait_for_job_server(address: str, env: dict) -> None:
 def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
     marker = uuid.uuid4().hex
     temp_dir = tempfile.mkdtemp(prefix="sjs")  # short: Ray's socket paths are length-limited
-    port, dash = _free_port(), _free_port()
+    port, dash, *others = _free_ports(7)
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -109,9 +115,9 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
         assert (home / ".ray" / "auth_token").exists(), "the token was not written under HOME"
         # Every port with a fixed default (agent 52365, client server 10001, ...) is picked free: another Ray
         # on this machine may hold the defaults, and then our head's job agent never comes up.
-        ports = [f"--{name}={_free_port()}" for name in (
+        ports = [f"--{name}={number}" for name, number in zip((
             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
-            "metrics-export-port", "ray-client-server-port")]
+            "metrics-export-port", "ray-client-server-port"), others)]
         started = _ray(["start", "--head", f"--port={port}", "--include-dashboard=true",
                         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *ports, "--num-cpus=2",
                         "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats"], env, timeout=180)

@@ -27,7 +27,8 @@ import shutil
 import tempfile
 import threading
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ray
 from ray import tune
@@ -149,7 +150,7 @@ def data_parallel_trainable(workers: int, cpus_per_worker: float = 1.0,
         def fit() -> None:
             try:
                 trainer.fit()
-            except BaseException as exc:  # re-raised in the trial's thread below
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the trial's thread below
                 outcome["error"] = exc
 
         runner = threading.Thread(target=fit, name="scolio-train-fit", daemon=True)
