@@ -45,6 +45,8 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars", "--mute-audio")
 # A sweep with more trials than fit in the window cannot show them all; this many must be on screen.
 MIN_VISIBLE_CHILDREN = 12
+MAX_PARAM_COLUMNS = 6
+SHARE_TAG, SHARE_KEY = "mlflow.sharedViewState.", "scolio-ui-check"
 
 
 class UICheckError(ScolioError):
@@ -65,6 +67,7 @@ class UICheckResult:
     experiment_id: str
     parent: RunRef
     children: list[RunRef]
+    columns: list[str] = field(default_factory=list)
     visible: set[str] = field(default_factory=set)
     screenshot: Path | None = None
 
@@ -205,8 +208,13 @@ def _quoted(value: str, what: str) -> str:
     return f"'{value}'"
 
 
-def find_sweep(server: MlflowServer, sweep: str, experiment: str | None) -> tuple[str, RunRef, list[RunRef]]:
-    """(experiment id, parent, children) as the runs page's own search endpoint returns them."""
+def find_sweep(server: MlflowServer, sweep: str, experiment: str | None
+               ) -> tuple[str, RunRef, list[RunRef], list[str]]:
+    """(experiment id, parent, children, table columns) as the runs page's own search endpoint returns them.
+
+    The columns are the sweep's metric (parent tag `scolio.metric`) and its searched knobs (parent params
+    `search.<key>`, which children log as `<key>`), in the UI's column-id form.
+    """
     experiments = server.post("experiments/search", {"max_results": 1000}).get("experiments", [])
     if experiment is not None:
         experiments = [e for e in experiments if e["name"] == experiment]
@@ -221,6 +229,11 @@ def find_sweep(server: MlflowServer, sweep: str, experiment: str | None) -> tupl
         where = f"experiment {experiment!r}" if experiment else "any experiment"
         raise DataError(f"no parent run tagged scolio.sweep={sweep!r}, scolio.role=parent in {where}")
     parent = parents[0]["info"]  # a re-run sweep has several parents: the newest is the one to show
+    data = parents[0].get("data", {})
+    tags = {t["key"]: t["value"] for t in data.get("tags", [])}
+    searched = sorted(p["key"][len("search."):] for p in data.get("params", []) if p["key"].startswith("search."))
+    columns = [f"metrics.`{tags.get('scolio.metric', 'val/macro_f1')}`"]
+    columns += [f"params.`{key}`" for key in searched[:MAX_PARAM_COLUMNS]]
     children: list[RunRef] = []
     token = None
     while True:
@@ -233,14 +246,24 @@ def find_sweep(server: MlflowServer, sweep: str, experiment: str | None) -> tupl
         token = reply.get("next_page_token")
         if not token:
             break
-    return parent["experiment_id"], RunRef(parent["run_id"], parent.get("run_name", "")), children
+    return parent["experiment_id"], RunRef(parent["run_id"], parent.get("run_name", "")), children, columns
 
 
-def runs_page_url(base: str, experiment_id: str, sweep: str) -> str:
-    """The experiment's runs table (hash router), filtered to the sweep's runs; children nest under the parent."""
-    query = urllib.parse.urlencode({"workflowType": "machine_learning",
-                                    "searchFilter": f"tags.`scolio.sweep` = {_quoted(sweep, 'sweep name')}"},
-                                   quote_via=urllib.parse.quote)
+def share_view(server: MlflowServer, experiment_id: str, sweep: str, columns: list[str]) -> str:
+    """Store a shared view (filter: the sweep's runs; columns: metric and searched knobs) on the snapshot.
+
+    MLflow's UI reads `?viewStateShareKey=K` from the experiment tag `mlflow.sharedViewState.K`; the tag is
+    written to the temporary copy this script serves, never to the user's store. Returns K.
+    """
+    state = {"searchFilter": f"tags.`scolio.sweep` = {_quoted(sweep, 'sweep name')}", "selectedColumns": columns}
+    server.post("experiments/set-experiment-tag", {"experiment_id": experiment_id, "key": SHARE_TAG + SHARE_KEY,
+                                                   "value": json.dumps(state)})
+    return SHARE_KEY
+
+
+def runs_page_url(base: str, experiment_id: str, share_key: str) -> str:
+    """The experiment's runs table (hash router) in the shared view; children nest under their parent."""
+    query = urllib.parse.urlencode({"viewStateShareKey": share_key, "workflowType": "machine_learning"})
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
@@ -406,8 +429,10 @@ def check_mlflow_ui(store: str | Path, sweep: str, out_dir: str | Path | None = 
         _snapshot(store_path, db)
         server = MlflowServer(db, work)
         try:
-            experiment_id, parent, children = find_sweep(server, sweep, experiment)
-            result = UICheckResult(runs_page_url(server.url, experiment_id, sweep), experiment_id, parent, children)
+            experiment_id, parent, children, columns = find_sweep(server, sweep, experiment)
+            key = share_view(server, experiment_id, sweep, columns)
+            result = UICheckResult(runs_page_url(server.url, experiment_id, key), experiment_id, parent, children,
+                                   columns)
             browser = Browser(browser_path, work / "profile")
             try:
                 browser.open_page()

@@ -23,6 +23,7 @@ import ray
 from mlflow import MlflowClient
 
 from sweeps import engine
+from _processes import marked_pids, stop_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = Path(__file__).resolve().parent / "_toy_sweep.py"
@@ -51,35 +52,6 @@ def test_connect_ray_starts_a_private_local_ray_unless_an_address_is_given(monke
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     engine.connect_ray()
     assert len(calls) == 3  # already connected: nothing to do
-
-
-def _marked_pids(marker: str) -> list[int]:
-    """Processes whose environment carries our marker: the toy driver and every Ray process it started."""
-    needle = f"{MARKER}={marker}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue  # exited meanwhile, or not ours to read
-    return pids
-
-
-def _kill_marked(marker: str) -> list[int]:
-    """SIGKILL our marked processes by pid until none is left (a dying parent may still spawn one);
-    returns the ones still alive after 30 s."""
-    deadline = time.monotonic() + 30
-    while (pids := _marked_pids(marker)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-    return pids
 
 
 def _count_logged(db: Path) -> int:
@@ -123,7 +95,7 @@ def test_sigkilled_driver_resumes_with_one_child_run_per_trial(tmp_path):
         first.wait()
         # A SIGKILLed driver cannot shut down the Ray it started: Ray's agents outlive it (seen: the
         # dashboard and runtime-env agents), so they are ours to end.
-        assert _kill_marked(markers[0]) == []
+        assert stop_marked(MARKER, markers[0]) == []
 
         client = MlflowClient(uri)
         before = client.search_runs([client.get_experiment_by_name("toy").experiment_id],
@@ -151,11 +123,11 @@ def test_sigkilled_driver_resumes_with_one_child_run_per_trial(tmp_path):
 
         # The resumed driver exited normally: the Ray it started must be gone with it.
         deadline = time.monotonic() + 30
-        while _marked_pids(markers[1]) and time.monotonic() < deadline:
+        while marked_pids(MARKER, markers[1]) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _marked_pids(markers[1]) == []
+        assert marked_pids(MARKER, markers[1]) == []
     finally:
         for marker in markers:
-            _kill_marked(marker)
+            stop_marked(MARKER, marker)
         for directory in temp_dirs:
             shutil.rmtree(directory, ignore_errors=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -24,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _processes import stop_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "SCOLIO_JOB_SUBMIT_TEST"
@@ -51,34 +51,6 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _marked_pids(marker: str) -> list[int]:
-    needle = f"{MARKER}={marker}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue  # exited meanwhile, or another user's
-    return pids
-
-
-def _stop_marked(marker: str) -> list[int]:
-    """SIGTERM our Ray processes, then SIGKILL what is left; returns pids still alive after 30 s."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 25.0)):
-        deadline = time.monotonic() + wait
-        while (pids := _marked_pids(marker)) and time.monotonic() < deadline:
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.5)
-    return _marked_pids(marker)
 
 
 def _ray(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -161,7 +133,7 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
         assert packages and all((p / "sweeps" / "representation.py").exists() for p in packages)
         assert not any((p / name).exists() for p in packages for name in (".venv", ".git"))
     finally:
-        left = _stop_marked(marker)
+        left = stop_marked(MARKER, marker, graceful_seconds=5.0)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert not left, f"Ray processes of this test still alive: {left}"
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _processes import stop_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).resolve().parent / "_sweep_driver.py"
@@ -46,40 +47,12 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(),
 
 
 # ------------------------------------------------------------------------------------------- processes
-def _marked_pids(marker: str) -> list[int]:
-    """Processes whose environment carries our marker: a driver and every Ray process it started."""
-    needle = f"{MARKER}={marker}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue  # exited meanwhile, or not ours to read
-    return pids
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1]
     except OSError:
         return False
     return not state.startswith("Z")  # a zombie has already died
-
-
-def _kill_marked(marker: str) -> list[int]:
-    """SIGKILL our marked processes until none is left; returns any still alive after 30 s."""
-    deadline = time.monotonic() + 30
-    while (pids := _marked_pids(marker)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-    return pids
 
 
 # ------------------------------------------------------------------------------------------- the sweep
@@ -128,14 +101,14 @@ class Sweep:
         except subprocess.TimeoutExpired:
             driver.kill()
             pytest.fail(f"driver did not finish in {timeout} s:\n{self.tail()}")
-        assert _kill_marked(self.markers[-1]) == []
+        assert stop_marked(MARKER, self.markers[-1]) == []
         return code, self.logs[-1].read_text(errors="replace")
 
     def kill(self, driver: subprocess.Popen) -> None:
         """SIGKILL a driver, then the Ray it started (a SIGKILLed driver cannot shut Ray down itself)."""
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        assert _kill_marked(self.markers[-1]) == []
+        assert stop_marked(MARKER, self.markers[-1]) == []
 
     def tail(self, chars: int = 4000) -> str:
         return self.logs[-1].read_text(errors="replace")[-chars:] if self.logs else ""
@@ -179,7 +152,7 @@ class Sweep:
 
     def cleanup(self) -> None:
         for marker in self.markers:
-            _kill_marked(marker)
+            stop_marked(MARKER, marker)
         for directory in self.temp_dirs:
             shutil.rmtree(directory, ignore_errors=True)
 

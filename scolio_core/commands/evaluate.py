@@ -14,17 +14,21 @@ from scolio_core import CLASS_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
-    parser.add_argument("--data-root", required=True, help="directory holding the pose and silhouette roots")
-    parser.add_argument("--partition", required=True, help="partition JSON (TRAIN_SET / TEST_SET)")
-    parser.add_argument("--split", choices=("val", "test"), required=True)
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
+    parser.add_argument("--data-root", required=True, metavar="DIR",
+                        help="directory holding the pose and silhouette roots")
+    parser.add_argument("--partition", required=True, metavar="FILE.json",
+                        help="partition JSON (TRAIN_SET / TEST_SET)")
+    parser.add_argument("--split", choices=("val", "test"), required=True,
+                        help="val: the carve from TRAIN_SET; test: TEST_SET, once, through the lockbox")
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
     parser.add_argument("--override-contract", action="store_true",
                         help="evaluate even if the data breaks the checkpoint's contract (recorded in the output)")
     parser.add_argument("--reopen", action="store_true",
                         help="test only: evaluate again although the lockbox was opened (labelled REOPENED)")
     parser.add_argument("--ledger", help="test only: lockbox ledger file (default ~/.scoliotune/lockbox_ledger.jsonl)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto uses CUDA when present (default auto)")
 
 
 def format_metrics(metrics: dict) -> str:

@@ -27,9 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skeleton-map crop the weights were trained with")
     parser.add_argument("--representation", choices=REPRESENTATIONS, required=True,
                         help="input representation the weights were trained with")
-    parser.add_argument("--partition", required=True, help="partition JSON the weights were trained on")
-    parser.add_argument("--sigma", type=float, default=None, help="skeleton-map Gaussian sigma (canvas px)")
-    parser.add_argument("--width", type=int, default=64, help="backbone stem width of the weights")
+    parser.add_argument("--partition", required=True, metavar="FILE.json",
+                        help="partition JSON the weights were trained on")
+    parser.add_argument("--sigma", type=float, default=None,
+                        help="skeleton-map Gaussian sigma in canvas px (default 8.0, as InputConfig)")
+    parser.add_argument("--width", type=int, default=64, help="backbone stem width of the weights (default 64)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,12 +24,14 @@ from scolio_core.partitions import carve_split, load_partition
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DataConfig()
     parser.add_argument("root", type=Path, metavar="ROOT", help="data root (or a modality root)")
-    parser.add_argument("--partition", required=True, type=Path,
+    parser.add_argument("--partition", required=True, type=Path, metavar="FILE.json",
                         help="partition JSON (a path, or a file name under ROOT)")
-    parser.add_argument("--modality", choices=MODALITIES, default="skeleton")
+    parser.add_argument("--modality", choices=MODALITIES, default="skeleton",
+                        help="which root to read: poses or silhouettes (default skeleton)")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction,
                         help="fraction of TRAIN_SET carved as validation (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.val_seed, help="seed of the val carve")
+    parser.add_argument("--seed", type=int, default=defaults.val_seed,
+                        help="seed of the val carve (default %(default)s)")
 
 
 def _partition_path(root: Path, partition: Path) -> Path:

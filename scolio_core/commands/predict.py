@@ -14,11 +14,12 @@ from scolio_core import CLASS_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
     parser.add_argument("files", nargs="+", metavar="FILE.pkl",
                         help="pose (T, 17, 3) or silhouette (T, 64, 64) pkl files, matching the checkpoint's modality")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--json", action="store_true", help="print predictions as JSON")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto uses CUDA when present (default auto)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = InputConfig()
     parser.add_argument("root", type=Path, metavar="ROOT_POSE", help="pose root: <id>/<class>/<view>/<file>.pkl")
     parser.add_argument("out", type=Path, metavar="OUT", help="output root for the map pkl files")
-    parser.add_argument("--representation", choices=SKELETON_REPRESENTATIONS, default=d.representation)
+    parser.add_argument("--representation", choices=SKELETON_REPRESENTATIONS, default=d.representation,
+                        help="which joints and limbs are drawn (%(default)s)")
     parser.add_argument("--sigma", type=float, default=d.sigma, help="Gaussian width in canvas pixels (%(default)s)")
     parser.add_argument("--joint-weight", type=float, default=d.joint_weight,
                         help="joint-channel peak relative to limbs (%(default)s)")
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map-size", type=int, default=d.map_size, help="exported map side (%(default)s)")
     parser.add_argument("--ids-from", type=Path, metavar="P.json",
                         help="only these ids: a JSON list, or an object of id lists (e.g. a partition)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to render; auto uses CUDA when present (auto)")
 
 
 def _ids_from(path: Path) -> list[str]:

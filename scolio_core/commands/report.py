@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                         help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     parser.add_argument("--out", help="output folder (default results/SWEEP)")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name (default %(default)s)")
     parser.add_argument("--data-root", help="data root with pose pkl files: adds skeleton_previews.png")
 
 

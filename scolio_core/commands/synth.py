@@ -17,11 +17,12 @@ from scolio_core.synth import parse_ratio, synthesize
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, metavar="OUT",
                         help="directory to write (must be empty or absent unless --force)")
-    parser.add_argument("--num-sequences", type=int, default=300, help="number of sequence ids (default 300)")
-    parser.add_argument("--frames", type=int, default=40, help="frames per sequence (default 40)")
-    parser.add_argument("--train-ratio", default="1:1:8",
+    parser.add_argument("--num-sequences", type=int, default=300, metavar="N",
+                        help="number of sequence ids (default 300)")
+    parser.add_argument("--frames", type=int, default=40, metavar="T", help="frames per sequence (default 40)")
+    parser.add_argument("--train-ratio", default="1:1:8", metavar="P:N:NEG",
                         help="training-set class ratio positive:neutral:negative (default 1:1:8)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, byte-identical files")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, byte-identical files (default 0)")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty directory, replacing its pose and silhouette roots")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -15,10 +15,12 @@ from scolio_core.config import ExperimentConfig, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML file with data/input/model/loss/train sections")
-    parser.add_argument("--data-root", help="override data.root")
-    parser.add_argument("--workdir", default="runs/train", help="where checkpoints and the split manifest go")
-    parser.add_argument("--resume", help="checkpoint directory of this run to resume from")
+    parser.add_argument("--config", required=True, metavar="FILE.yaml",
+                        help="YAML file with data/input/model/loss/train sections")
+    parser.add_argument("--data-root", metavar="DIR", help="override data.root")
+    parser.add_argument("--workdir", default="runs/train", metavar="DIR",
+                        help="where checkpoints and the split manifest go (default runs/train)")
+    parser.add_argument("--resume", metavar="DIR", help="checkpoint directory of this run to resume from")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set input.sigma=4 (repeatable)")
 
