@@ -355,6 +355,16 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> d
 def print_summary(context: SweepContext, outcome: dict) -> None:
     metric = context.profile.metric
     label = "REOPENED test (not a clean one-shot estimate)" if outcome["reopened"] else "one-shot test"
+    board_path = context.results_dir / "leaderboard.csv"
+    if board_path.exists():
+        import pandas as pd
+
+        board = pd.read_csv(board_path)
+        searched = [c for c in board.columns if c in context.profile.search]
+        columns = [c for c in ["rank", "trial_id", "split", "status", *searched, "macro_f1", "accuracy", "iterations"]
+                   if c in board.columns]
+        print()
+        print(board[columns].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
     print()
     print(f"sweep {context.name}: winner {outcome['trial_id']} selected on val")
     print(f"  val  {metric}: {outcome['val'].get(metric, float('nan')):.4f}   "
