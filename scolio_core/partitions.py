@@ -84,17 +84,23 @@ class Partition:
         _check_disjoint(source, TRAIN_SET=self.train, TEST_SET=self.test)
 
 
-def load_partition(path: str | Path) -> Partition:
-    """Read `{"TRAIN_SET": [...], "TEST_SET": [...]}`; every error names the file."""
-    path = Path(path)
+def _read_json_object(path: Path, what: str, expected: str) -> dict:
+    """A JSON object from `path`; every failure is a DataError naming the file."""
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise DataError(f"{path}: cannot read partition file ({exc.strerror or exc})") from None
+        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: partition file is not valid JSON ({exc})") from None
+        raise DataError(f"{path}: {what} is not valid JSON ({exc})") from None
     if not isinstance(values, dict):
-        raise DataError(f"{path}: partition file must hold a JSON object with TRAIN_SET and TEST_SET")
+        raise DataError(f"{path}: {what} must hold {expected}")
+    return values
+
+
+def load_partition(path: str | Path) -> Partition:
+    """Read `{"TRAIN_SET": [...], "TEST_SET": [...]}`; every error names the file."""
+    path = Path(path)
+    values = _read_json_object(path, "partition file", "a JSON object with TRAIN_SET and TEST_SET")
     missing = [key for key in ("TRAIN_SET", "TEST_SET") if key not in values]
     if missing:
         raise DataError(f"{path}: partition file lacks key(s) {', '.join(missing)}")
@@ -137,14 +143,7 @@ class TrainValSplit:
     def load(cls, path: str | Path) -> "TrainValSplit":
         """Read a saved manifest; refuses test ids, unknown keys, overlaps and a fingerprint that does not match."""
         path = Path(path)
-        try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read split manifest ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: split manifest is not valid JSON ({exc})") from None
-        if not isinstance(values, dict):
-            raise DataError(f"{path}: split manifest must be a JSON object")
+        values = _read_json_object(path, "split manifest", "a JSON object")
         test_keys = [key for key in values if "test" in key.lower()]
         if test_keys:
             raise DataError(f"{path}: a train/val manifest must not carry test ids (found key(s) "
