@@ -8,7 +8,6 @@ re-exporting files. This module only ever receives a `TrainValSplit`: it has no 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -129,7 +128,3 @@ def iter_eval_batches(sequences: SequenceSet, batch_size: int, cap: int):
         chunks = [sequences.sequence(i)[eval_frame_indices(sequences.num_frames(i), cap)]
                   for i in range(start, stop)]
         yield start, np.concatenate(chunks), np.asarray([len(c) for c in chunks], dtype=np.int64)
-
-
-def data_root_for(config: ExperimentConfig) -> Path:
-    return config.data.modality_root(config.input.modality)

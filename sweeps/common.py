@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,7 +96,6 @@ class SweepContext:
     work_dir: Path
     oracle_macro_f1: float | None
     callback: Any = None
-    extra_params: dict = field(default_factory=dict)
 
     @property
     def trainval(self) -> TrainValSplit:
