@@ -16,10 +16,8 @@ from scolio_core.batches import load_trainval
 from scolio_core.checkpoint import Checkpoint, read_checkpoint, warm_start_violations
 from scolio_core.config import ExperimentConfig
 from scolio_core.errors import ConfigError, ContractError
-from scolio_core.inference import pick_device, predict_sequences
-from scolio_core.models import create_model
+from scolio_core.inference import checkpoint_pav, load_model, pick_device, predict_sequences
 from scolio_core.partitions import TrainValSplit
-from scolio_core.pav import PAVNormalizer
 from scolio_core.train import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
 from trainables.baseline import trial_experiment_config
@@ -58,12 +56,8 @@ def load_warm_start(experiment: ExperimentConfig, split: TrainValSplit) -> Check
 def warm_start_metrics(experiment: ExperimentConfig, baseline: Checkpoint, data) -> dict:
     """Val macro-F1 of the baseline weights before any finetune step (the finetune's starting point)."""
     device = pick_device(experiment.train.device)
-    model = create_model(experiment.model, experiment.input.in_channels)
-    model.load_state_dict(baseline.model_state)
-    pav = None
-    if data.val_pav is not None:
-        pav = PAVNormalizer().fit(data.train_pav).transform(data.val_pav).astype("float32")
-    start = predict_sequences(model.to(device), data.val, experiment, device, pav).metrics()
+    pav = checkpoint_pav(baseline, data.val_pav)  # the stats the baseline fitted on its training ids
+    start = predict_sequences(load_model(baseline, device), data.val, experiment, device, pav).metrics()
     return {"warmstart/val_macro_f1": float(start["macro_f1"]), "warmstart/val_accuracy": float(start["accuracy"])}
 
 
