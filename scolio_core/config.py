@@ -286,6 +286,17 @@ class ExperimentConfig:
         return ExperimentConfig.from_dict(flat)
 
 
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` flags -> {dotted key: YAML-parsed value}; a malformed flag is a ConfigError."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read a YAML config file; errors name the file."""
     path = Path(path)

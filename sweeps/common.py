@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
-from scolio_core.config import ExperimentConfig
+from scolio_core.config import ExperimentConfig, parse_assignments
 from scolio_core.errors import ConfigError, LockboxError
 from scolio_core.partitions import Split, TrainValSplit
 from sweeps.profiles import SweepProfile, define_search_space
@@ -179,13 +178,7 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
     from scolio_core.protocol import resolve_split, validate_trainval
 
     name = args.name or profile.name
-    overrides = {}
-    for item in getattr(args, "set", []) or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    fixed = {**profile.fixed, **overrides}
+    fixed = {**profile.fixed, **parse_assignments(getattr(args, "set", []) or [])}
     oracle = None
     if args.data_root:
         root = Path(args.data_root).expanduser().resolve()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from scolio_core.config import ExperimentConfig, load_config
+from scolio_core.config import ExperimentConfig, load_config, parse_assignments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_overrides(config: ExperimentConfig, data_root: str | None, assignments: list[str]) -> ExperimentConfig:
-    overrides = {}
-    for item in assignments:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+    overrides = parse_assignments(assignments)
     if data_root:
         overrides["data.root"] = str(Path(data_root).resolve())
     return config.replace(**overrides) if overrides else config
