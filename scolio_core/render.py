@@ -1,7 +1,9 @@
 """On-the-fly skeleton maps: COCO-17 poses -> 2-channel maps (channel 0 limbs, channel 1 joints).
 
-Rendering runs in torch on the poses' device, vectorised over frames and pixels (frames are chunked so
-the buffers stay in cache), so a sweep over `input.sigma` or `input.joint_weight` needs no re-export.
+Rendering runs on the poses' device, so a sweep over `input.sigma` or `input.joint_weight` needs no
+re-export. CPU tensors go to the fused numba kernel in `render_cpu.py` (~6x this module's torch code on one
+core); CUDA tensors, and CPU ones under SCOLIO_RENDER_BACKEND=torch, run the torch code below, vectorised
+over frames and pixels (frames are chunked so the buffers stay in cache). Both give the same maps.
 Parts are a short Python loop (<= 18) of whole-chunk passes: one (frames, parts, H, W) tensor spills the
 cache on CPU, and the part-vectorised renderer this replaced was 3-4x slower.
 
@@ -29,6 +31,8 @@ restricted to the window's rows and columns (the canvas is 0 outside it); the si
 from __future__ import annotations
 
 import math
+import os
+import warnings
 
 import numpy as np
 import torch
@@ -68,6 +72,9 @@ _LEVEL_EPS = 1e-3
 # stay in cache (measured best around 2^19-2^20 at canvas 128); on CUDA fewer, larger launches win.
 _CHUNK_PIXELS_CPU = 1 << 19
 _CHUNK_PIXELS_CUDA = 1 << 24
+# Environment variable choosing the CPU renderer: auto (numba when installed), torch, numba.
+BACKEND_ENV = "SCOLIO_RENDER_BACKEND"
+_NUMBA_MISSING_WARNED = False
 
 
 def impute_missing(poses: np.ndarray, k: int = 4) -> np.ndarray:
@@ -385,15 +392,43 @@ def render_skeleton_maps(poses: torch.Tensor, cfg: InputConfig, output: str = "m
     flat = poses.reshape(-1, NUM_JOINTS, 3)
     side = cfg.side_crop if output == "model" else 0
     quantise = output == "export" or cfg.dtype == "uint8"
-    budget = _CHUNK_PIXELS_CUDA if flat.is_cuda else _CHUNK_PIXELS_CPU
-    chunk = max(1, budget // cfg.canvas_size**2)
-    pieces = [_render_chunk(flat[i:i + chunk], cfg, side, quantise) for i in range(0, flat.shape[0], chunk)]
     width = cfg.map_size - 2 * side
-    maps = torch.cat(pieces) if pieces else flat.new_zeros((0, 2, cfg.map_size, width), dtype=torch.float32)
+    if _backend(flat) == "numba":
+        from scolio_core import render_cpu
+
+        maps = render_cpu.render_frames(flat, cfg, side, quantise)
+    else:
+        budget = _CHUNK_PIXELS_CUDA if flat.is_cuda else _CHUNK_PIXELS_CPU
+        chunk = max(1, budget // cfg.canvas_size**2)
+        pieces = [_render_chunk(flat[i:i + chunk], cfg, side, quantise) for i in range(0, flat.shape[0], chunk)]
+        maps = torch.cat(pieces) if pieces else flat.new_zeros((0, 2, cfg.map_size, width), dtype=torch.float32)
     maps = maps.reshape(*lead, 2, cfg.map_size, width)
     if output == "export":
         return maps.to(torch.uint8)
     return maps / 255.0 if quantise else maps.clamp_(0.0, 1.0)
+
+
+def _backend(poses: torch.Tensor) -> str:
+    """Which implementation renders `poses`: the fused numba kernel (scolio_core/render_cpu.py) for CPU
+    tensors, this module's torch code on CUDA. SCOLIO_RENDER_BACKEND=torch forces the torch code on CPU
+    too (to compare the two, or as a fallback); both give the same maps, so no config field names it."""
+    choice = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "torch", "numba"):
+        raise ConfigError(f"{BACKEND_ENV}={choice!r} is not a renderer backend; use auto, torch or numba")
+    if choice == "torch" or poses.device.type != "cpu":
+        return "torch"
+    global _NUMBA_MISSING_WARNED
+    from scolio_core import render_cpu
+
+    if render_cpu.available():
+        return "numba"
+    if choice == "numba":
+        raise ConfigError(f"{BACKEND_ENV}=numba but numba is not installed (pip install numba)")
+    if not _NUMBA_MISSING_WARNED:  # say once why CPU rendering is ~10x slower than it should be
+        warnings.warn("numba is not installed: rendering skeleton maps with the slower torch code on CPU "
+                      "(pip install numba)", RuntimeWarning, stacklevel=3)
+        _NUMBA_MISSING_WARNED = True
+    return "torch"
 
 
 def _render_chunk(poses: torch.Tensor, cfg: InputConfig, side: int, quantise: bool) -> torch.Tensor:
