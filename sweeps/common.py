@@ -95,6 +95,7 @@ class SweepContext:
     work_dir: Path
     oracle_macro_f1: float | None
     callback: Any = None
+    shared_data: bool = True  # load train/val once into Ray's object store (not a config field: no effect on results)
 
     @property
     def trainval(self) -> TrainValSplit:
@@ -147,6 +148,13 @@ class SweepContext:
         return data_parallel_trainable(self.workers_per_trial, cpus_per_worker=float(res.get("cpus_per_trial", 1)),
                                        gpus_per_worker=float(res.get("gpus_per_trial", 0)))
 
+    def share_data(self):
+        """Load train+val once per loading key the search can produce and put it into Ray's object store."""
+        from trainables.shared_data import loading_configs, share_trainval
+
+        base = self.base_config.replace(**{"data.partition": ""})  # what a trial's config holds
+        return share_trainval(loading_configs(base, self.profile.search), self.trainval)
+
     def fit(self, trainable: Callable, *, search_alg=None, scheduler=None, param_space: dict | None = None,
             num_samples: int | None = None):
         from ray import tune
@@ -166,7 +174,12 @@ class SweepContext:
             num_to_keep=2, checkpoint_score_attribute=self.profile.metric,
             checkpoint_score_order=self.profile.mode), "verbose": 1}
         trainable = self.data_parallel(trainable)
-        return run_or_restore(tune.with_parameters(trainable, split=self.trainval), name=self.name,
+        # Built on every call, so a restored sweep (a new driver: the old refs are gone) re-puts its data and
+        # hands this fresh with_parameters trainable to Tuner.restore.
+        parameters: dict[str, Any] = {"split": self.trainval}
+        if self.shared_data:
+            parameters["shared"] = self.share_data()
+        return run_or_restore(tune.with_parameters(trainable, **parameters), name=self.name,
                               storage_path=self.storage_path, param_space=param_space or self.param_space(),
                               tune_config=tune_config, run_config_kwargs=run_config_kwargs,
                               callbacks=[self.callback], resources=self.resources())
@@ -254,7 +267,8 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
     return SweepContext(name=name, profile=profile, base_config=base, split=split, tracking_uri=tracking_uri,
                         experiment=getattr(args, "experiment", None) or DEFAULT_EXPERIMENT,
                         storage_path=storage_path, results_dir=results_dir, work_dir=work_dir,
-                        oracle_macro_f1=oracle, callback=callback)
+                        oracle_macro_f1=oracle, callback=callback,
+                        shared_data=not getattr(args, "no_shared_data", False))
 
 
 def build_search(profile: SweepProfile):
@@ -389,6 +403,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, default_profile: str) -
                         help="evaluate test again although this sweep's lockbox was opened (labelled REOPENED)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a fixed config field of the profile, e.g. --set train.iterations=40")
+    parser.add_argument("--no-shared-data", action="store_true",
+                        help="every trial loads train/val itself instead of mapping the copy the driver put "
+                             "into Ray's object store once per node (results are identical either way)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 

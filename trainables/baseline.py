@@ -3,20 +3,21 @@
 The trial config is the flat dotted-key form of `ExperimentConfig` (modality, render parameters,
 representation, loss, width, batch, frames, schedule, seed). The split arrives as a `TrainValSplit`
 through `tune.with_parameters`: the trial has no test ids, no partition file and no way to load either.
-Selection metrics are validation metrics only.
+Selection metrics are validation metrics only. With `shared` (trainables/shared_data.py) the train/val
+arrays come read-only from the Ray object store, loaded once by the sweep driver, instead of from disk.
 
-    tune.Tuner(tune.with_parameters(train_baseline, split=split.trainval()), param_space=...)
+    tune.Tuner(tune.with_parameters(train_baseline, split=split.trainval(), shared=shared), param_space=...)
 """
 
 from __future__ import annotations
 
 import shutil
 
-from scolio_core.batches import load_trainval
 from scolio_core.config import ExperimentConfig
 from scolio_core.partitions import TrainValSplit
 from scolio_core.train import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
+from trainables.shared_data import SharedData, trial_data
 
 
 def trial_experiment_config(config: dict) -> ExperimentConfig:
@@ -25,9 +26,9 @@ def trial_experiment_config(config: dict) -> ExperimentConfig:
     return experiment.replace(**{"data.partition": ""})
 
 
-def train_baseline(config: dict, split: TrainValSplit) -> None:
+def train_baseline(config: dict, split: TrainValSplit, shared: SharedData | None = None) -> None:
     experiment = trial_experiment_config(config)
-    data = load_trainval(experiment, split)
+    data = trial_data(experiment, split, shared)
     workdir = local_workdir()
     try:
         with resume_directory() as resume_from:

@@ -17,7 +17,8 @@ how many worker groups are asked for at once.
 
 Each worker runs `scolio_core.train.run_training` with a `DataParallel` context (gloo on CPU, nccl on GPU):
 DistributedDataParallel model, its own share of the P×K batch, evaluation and checkpoints on rank 0 only.
-Workers get the config (partition stripped) and the `TrainValSplit`: no test ids reach any process.
+Workers get the config (partition stripped) and the `TrainValSplit`: no test ids reach any process. With the
+sweep driver's `shared` refs (trainables/shared_data.py) workers map the train/val arrays from the object store.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ray import tune
 
 from scolio_core.partitions import TrainValSplit
 from trainables.baseline import trial_experiment_config
+from trainables.shared_data import SharedData
 
 DRIVER_CPUS = 1.0  # the trial's own process: starts the Train run, relays reports and checkpoints
 _POLL_SECONDS = 1.0
@@ -58,9 +60,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from scolio_core.batches import load_trainval
     from scolio_core.train import DataParallel, run_training
     from trainables._tune_report import local_workdir
+    from trainables.shared_data import trial_data
 
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -68,7 +70,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     device = torch.device("cpu") if experiment.train.device == "cpu" else ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl collectives (all_gather_object) use the current device
-    data = load_trainval(experiment, loop_config["split"])
+    data = trial_data(experiment, loop_config["split"], loop_config.get("shared"))
 
     def report(metrics: dict, checkpoint_dir) -> None:
         # Every rank reports at every evaluation (Ray Train's report is a barrier); only rank 0 has a checkpoint.
@@ -114,12 +116,12 @@ def _forward(metrics: dict, checkpoint) -> None:
 
 
 def data_parallel_trainable(workers: int, cpus_per_worker: float = 1.0,
-                            gpus_per_worker: float = 0.0) -> Callable[[dict, TrainValSplit], None]:
-    """A Tune function trainable `(config, split)` whose trials train on `workers` Ray Train workers."""
+                            gpus_per_worker: float = 0.0) -> Callable[..., None]:
+    """A Tune function trainable `(config, split, shared=None)` whose trials train on `workers` Ray Train workers."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
 
-    def train_data_parallel(config: dict, split: TrainValSplit) -> None:
+    def train_data_parallel(config: dict, split: TrainValSplit, shared: SharedData | None = None) -> None:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.util.queue import Empty, Queue
@@ -133,7 +135,7 @@ def data_parallel_trainable(workers: int, cpus_per_worker: float = 1.0,
         run_name = f"ddp-{uuid.uuid4().hex[:8]}"
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={"config": experiment.to_flat(), "split": split},
+            train_loop_config={"config": experiment.to_flat(), "split": split, "shared": shared},
             torch_config=TorchConfig(backend="nccl" if on_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=on_gpu,
                                          resources_per_worker=worker_resources(cpus_per_worker,

@@ -12,7 +12,6 @@ import os
 import shutil
 from pathlib import Path
 
-from scolio_core.batches import load_trainval
 from scolio_core.checkpoint import Checkpoint, read_checkpoint, warm_start_violations
 from scolio_core.config import ExperimentConfig
 from scolio_core.errors import ConfigError, ContractError
@@ -21,6 +20,7 @@ from scolio_core.partitions import TrainValSplit
 from scolio_core.train import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
 from trainables.baseline import trial_experiment_config
+from trainables.shared_data import SharedData, trial_data
 
 MLFLOW_PREFIX = "mlflow:"
 
@@ -61,10 +61,10 @@ def warm_start_metrics(experiment: ExperimentConfig, baseline: Checkpoint, data)
     return {"warmstart/val_macro_f1": float(start["macro_f1"]), "warmstart/val_accuracy": float(start["accuracy"])}
 
 
-def train_finetune(config: dict, split: TrainValSplit) -> None:
+def train_finetune(config: dict, split: TrainValSplit, shared: SharedData | None = None) -> None:
     experiment = trial_experiment_config(config)
     baseline = load_warm_start(experiment, split)
-    data = load_trainval(experiment, split)
+    data = trial_data(experiment, split, shared)
     extra = warm_start_metrics(experiment, baseline, data)
     workdir = local_workdir()
     try:
