@@ -1,94 +1,180 @@
-"""Search efficiency: ASHA+TPE vs random search vs a small grid at an equal trial budget.
+"""Search efficiency: ASHA+TPE vs random search vs grid, as a tabular (record-then-replay) benchmark.
 
-Run: python benchmarks/search.py           # ~11 min on 2 shared CPU cores: grid once, random and ASHA+TPE x 3 seeds
-     python benchmarks/search.py --quick   # one search seed (~5 min)
+Run: python benchmarks/search.py            # ~35-45 min on 2 shared CPU cores (phase 1, real checks, replays)
+     python benchmarks/search.py --quick    # 6-point space, short trials, 2 replay seeds (~5 min)
+     python benchmarks/search.py --table T.json   # skip phase 1 and the real checks: replay a saved record
 
-The space is small enough to enumerate: input.representation in {body-only, full-body, silhouette} x
-loss.class_weighting in {plain, weighted} x input.sigma in {2, 4} (skeleton maps only; silhouettes have no
-sigma), i.e. a grid of 2*2*2 + 1*2 = 10 points. Each method gets that many trials (10), 2 at a time:
- - grid: the 10 points, every trial to the full length (FIFO);
- - random: Optuna's RandomSampler (seeded) over the same conditional space, full length (FIFO);
- - ASHA+TPE: `sweeps.common.build_search` (seeded TPE + ASHA, grace 1 evaluation, reduction factor 3).
-Trials are `trainables.baseline.train_baseline` with the smoke profile's fixed config (width 8, P x K = 4 x 2,
-8 frames) for 48 optimiser steps, evaluated every 12 (4 Tune iterations per trial), in one local Ray, without
-MLflow: this measures the search, not the tracking. The data are the demo-size synthetic stand-in (240
-sequences; ~30 val): on the smoke-size one (60 sequences, 8 val) with 24 steps every trial collapsed to one
-class (val macro-F1 0.222 for all), so every method "reached the grid's best" with its first trial
-(`--data smoke --iterations 24 --eval-every 6` reproduces that). The training seed is fixed, so a config gives
-the same val macro-F1 whichever method runs it, and the grid runs once.
+Phase 1 (real): every point of a discrete space (representation x sigma (skeleton maps only) x class
+weighting x train.lr, 30 points) trains to the full budget under Ray Tune with `trainables.baseline`,
+2 trials at a time, and the val macro-F1 of every evaluation is recorded with its wall time. The training
+seed is fixed, so a config's curve is deterministic: two points are re-run and must give identical curves,
+and one real ASHA+TPE search (seed 0) is run for the replay check below.
 
-Cost is counted in trial-iterations (optimiser steps actually run, from each trial's last reported
-`iteration`), cumulated in trial completion order; a trial's score is its best val macro-F1 over its
-reports (what selection uses). Per method and seed the table shows the cumulative cost when the running
-best first reaches the grid's best, the final best and the total cost.
+Phase 2 (replay, as tabular benchmarks such as HPOBench or NAS-Bench do): the searches run under real Ray
+Tune (OptunaSearch TPE + ASHAScheduler from `sweeps.common.build_search`, and Optuna's RandomSampler) but
+the trainable reports the recorded curve of the config it is given, sleeping the recorded time of each
+evaluation scaled down, so concurrency and the order of reports behave as in real trials. Many seeds
+per method are then cheap. Check: the replay of the real seed-0 ASHA+TPE search must suggest the same
+configs, stop them at the same rungs and reach the same best. That check runs one trial at a time: with
+two, which trial reaches a rung first is decided by timing noise in real runs as in replays, so the seed-0
+replay is also repeated at two at a time to show how much timing alone moves the outcome.
+
+Cost is trial-iterations (optimiser steps actually run), summed over trials in completion order until the
+method first holds a trial whose best val macro-F1 over its reports (what selection uses) reaches the grid's
+best; a seed that never reaches it is charged its whole spend and counted as a failure. The grid's cost is
+the expected cost over random enumeration orders, (N+1)/(k+1) full trials when k of N points tie for the
+best, and also the cost in this script's enumeration order.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import hashlib
+import json
+import logging
 import os
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from scolio_core.config import SKELETON_REPRESENTATIONS
-from scolio_core.protocol import resolve_split
-from sweeps.common import synthetic_root
-from sweeps.profiles import SweepProfile, define_search_space, load_profile
+from sweeps.profiles import SweepProfile, load_profile
 
 SPACE: dict[str, dict[str, list]] = {
     "input.representation": {"choice": ["body-only", "full-body", "silhouette"]},
-    "loss.class_weighting": {"choice": ["plain", "weighted"]},
     "input.sigma": {"choice": [2.0, 4.0]},
+    "loss.class_weighting": {"choice": ["plain", "weighted"]},
+    "train.lr": {"choice": [0.03, 0.1, 0.3]},
 }
-METHODS = ("grid", "random", "asha+tpe")
-TIE = 1e-9  # macro-F1 values are ratios of small counts: compare with a tolerance, not ==
+QUICK_SPACE: dict[str, dict[str, list]] = {**SPACE, "input.sigma": {"choice": [4.0]}, "train.lr": {"choice": [0.1]}}
+# 480 sequences -> 239 train ids, of which val_fraction 0.3 carves 72 val ids (one sequence ~ 0.014 macro-F1).
+SYNTH = {"num_sequences": 480, "frames": 32, "train_ratio": "1:1:2", "seed": 0}
+METRIC = "val/macro_f1"
+TIE = 1e-9  # curves are bit-identical re-runs; the tolerance only absorbs float printing round trips
+# The sweeps' demo profile (demo.yaml) searches with ASHA grace 2, reduction 3: the primary setting here.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "random": {"kind": "random"},
+    "asha+tpe": {"kind": "asha+tpe", "asha": {"grace_period": 2, "reduction_factor": 3}},
+    "asha+tpe g1": {"kind": "asha+tpe", "asha": {"grace_period": 1, "reduction_factor": 3}},
+    "tpe (fifo)": {"kind": "tpe"},
+}
+PRIMARY = "asha+tpe"
 
 
-def grid_points() -> list[dict[str, Any]]:
-    """Every point of SPACE, skipping sigma for silhouettes (10 points)."""
-    points = []
-    for rep, weighting in itertools.product(SPACE["input.representation"]["choice"],
-                                            SPACE["loss.class_weighting"]["choice"]):
-        sigmas = SPACE["input.sigma"]["choice"] if rep in SKELETON_REPRESENTATIONS else [None]
-        for sigma in sigmas:
-            point: dict[str, Any] = {"input.representation": rep, "loss.class_weighting": weighting}
-            if sigma is not None:
-                point["input.sigma"] = float(sigma)
+# ----------------------------------------------------------------------------------------------- pure helpers
+
+def grid_points(space: dict[str, dict[str, list]]) -> list[dict[str, Any]]:
+    """Every point of a discrete space in a fixed order; skeleton-only knobs (sigma) only for skeleton maps."""
+    keys = list(space)
+    points, seen = [], set()
+    for values in itertools.product(*(space[k]["choice"] for k in keys)):
+        point = dict(zip(keys, values))
+        if point.get("input.representation") not in SKELETON_REPRESENTATIONS:
+            point.pop("input.sigma", None)
+        key = point_key(point)
+        if key not in seen:
+            seen.add(key)
             points.append(point)
     return points
 
 
-def bench_profile(root: Path, seed: int, num_samples: int, iterations: int = 24,
-                  eval_every: int = 6) -> SweepProfile:
-    """The smoke profile's fixed config on `root`, searched over SPACE with ASHA (grace 1, reduction 3)."""
-    smoke = load_profile("smoke")
-    fixed = {**smoke.fixed, "data.root": str(root), "data.partition": str(root / smoke.fixed["data.partition"]),
-             "train.iterations": iterations, "train.eval_every": eval_every}
-    return SweepProfile(**{**smoke.__dict__, "name": "search-bench", "fixed": fixed, "search": SPACE,
-                           "points_to_evaluate": [], "seed": seed, "asha": {"grace_period": 1, "reduction_factor": 3},
-                           "budget": {"num_samples": num_samples, "max_concurrent_trials": 2}})
+def point_key(config: dict[str, Any]) -> str:
+    """A canonical name for a point of SPACE, from a trial config (extra keys ignored; no sigma for silhouettes)."""
+    rep = config.get("input.representation")
+    parts = [str(rep)]
+    if rep in SKELETON_REPRESENTATIONS and "input.sigma" in config:
+        parts.append(f"sigma {float(config['input.sigma']):g}")
+    parts.append(str(config.get("loss.class_weighting")))
+    if "train.lr" in config:
+        parts.append(f"lr {float(config['train.lr']):g}")
+    return " ".join(parts)
 
+
+def cost_to_target(trials: Sequence[tuple[int, float]], target: float) -> tuple[int | None, int, float]:
+    """Trials as (iterations run, best score) in completion order -> (cumulative iterations when the running
+    best first reaches `target`, or None; total iterations; final best)."""
+    spent, best, reached = 0, float("-inf"), None
+    for iterations, score in trials:
+        spent += iterations
+        best = max(best, score)
+        if reached is None and best >= target - TIE:
+            reached = spent
+    return reached, spent, best
+
+
+def grid_expected_trials(num_points: int, num_best: int) -> float:
+    """Expected number of full trials a grid in uniformly random order runs until it first hits one of the
+    `num_best` tied best points: (N+1)/(k+1), the mean position of the first of k marked items among N."""
+    if not 1 <= num_best <= num_points:
+        raise ValueError(f"need 1 <= num_best <= num_points, got {num_best} of {num_points}")
+    return (num_points + 1) / (num_best + 1)
+
+
+def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """The milestones (in evaluations) where ASHA compares trials: grace * rf^k below max_t."""
+    rungs, t = [], float(grace_period)
+    while t < max_t:
+        rungs.append(int(t))
+        t *= reduction_factor
+    return rungs
+
+
+def charged(reached: int | None, total: int) -> int:
+    """A seed that never reached the target is charged its whole spend (a lower bound on its true cost)."""
+    return total if reached is None else reached
+
+
+# ------------------------------------------------------------------------------------------------ records
 
 @dataclass
-class TrialOutcome:
+class TrialRecord:
     trial_id: str
-    point: dict[str, Any]
-    iterations: int  # optimiser steps actually run
-    best_f1: float  # best val macro-F1 over the trial's reports
-    status: str  # finished | stopped (by ASHA) | error
+    key: str
+    config: dict[str, Any]
+    reports: list[tuple[int, int, float, float]] = field(default_factory=list)  # (tune iter, steps, f1, secs)
+    status: str = "running"  # finished | stopped (by ASHA) | error
+    order: int = 0  # 1-based start order (trials start in the order the searcher suggested them)
+
+    @property
+    def iterations(self) -> int:
+        return self.reports[-1][1] if self.reports else 0
+
+    @property
+    def best(self) -> float:
+        return max((r[2] for r in self.reports), default=float("-inf"))
+
+    @property
+    def evaluations(self) -> int:
+        return self.reports[-1][0] if self.reports else 0
 
 
-def searchers():
-    """Ray classes are imported lazily (the module docstring and --help need no Ray)."""
+def bench_profile(root: Path, space: dict, seed: int, num_samples: int, iterations: int, eval_every: int,
+                  asha: dict | None = None, concurrency: int = 2) -> SweepProfile:
+    """The smoke model (width 8, P x K = 4 x 2, 8 frames) on the larger stand-in; the demo's search settings."""
+    smoke, demo = load_profile("smoke"), load_profile("demo")
+    fixed = {**smoke.fixed, "data.root": str(root), "data.partition": str(root / smoke.fixed["data.partition"]),
+             "data.val_fraction": 0.3, "train.iterations": iterations, "train.eval_every": eval_every,
+             # lr decay late in training, as the profiles do, so that curves settle before the end
+             "train.milestones": [round(iterations * 2 / 3), round(iterations * 5 / 6)],
+             "train.max_eval_frames": 32}
+    # The demo's published-defaults-first points, cut down to this space's keys.
+    points = [{k: v for k, v in p.items() if k in space} for p in demo.points_to_evaluate]
+    points = [p for p in points if point_key(p) in {point_key(g) for g in grid_points(space)}]
+    return SweepProfile(**{**smoke.__dict__, "name": "search-bench", "fixed": fixed, "search": space,
+                           "points_to_evaluate": points, "seed": seed, "asha": asha or dict(demo.asha),
+                           "budget": {"num_samples": num_samples, "max_concurrent_trials": concurrency}})
+
+
+def ray_parts():
+    """Ray-dependent classes, imported lazily (--help and the unit tests need no Ray)."""
     from ray import tune
     from ray.tune.search import Searcher
 
@@ -109,25 +195,35 @@ def searchers():
             pass
 
     class TrialLog(tune.Callback):
-        """Driver-side record of each trial's reports and the order trials end in."""
+        """Driver-side record of every report and of the order trials end in."""
 
         def __init__(self, budget: int) -> None:
             self.budget = budget  # Tune iterations of a full-length trial
-            self.best: dict[str, float] = {}
-            self.ended: list[TrialOutcome] = []
+            self.trials: dict[str, TrialRecord] = {}
+            self.started: list[str] = []  # Tune's trial ids are random hex: keep the creation order here
+            self.ended: list[TrialRecord] = []
+
+        def _record(self, trial) -> TrialRecord:
+            if trial.trial_id not in self.trials:
+                config = {k: trial.config[k] for k in SPACE if k in trial.config}
+                self.trials[trial.trial_id] = TrialRecord(trial.trial_id, point_key(config), config)
+            return self.trials[trial.trial_id]
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            if trial.trial_id not in self.started:
+                self.started.append(trial.trial_id)
+                self._record(trial).order = len(self.started)
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-            f1 = float(result.get("val/macro_f1", float("nan")))
+            f1 = float(result.get(METRIC, float("nan")))
             if f1 == f1:
-                self.best[trial.trial_id] = max(self.best.get(trial.trial_id, float("-inf")), f1)
+                self._record(trial).reports.append((int(result["training_iteration"]), int(result["iteration"]),
+                                                    f1, float(result.get("time_this_iter_s", 0.0))))
 
         def _end(self, trial, status: str) -> None:
-            last = trial.last_result or {}
-            point = {k: trial.config[k] for k in SPACE if k in trial.config}
-            if point.get("input.representation") not in SKELETON_REPRESENTATIONS:
-                point.pop("input.sigma", None)
-            self.ended.append(TrialOutcome(trial.trial_id, point, int(last.get("iteration", 0)),
-                                           self.best.get(trial.trial_id, float("-inf")), status))
+            record = self._record(trial)
+            record.status = status
+            self.ended.append(record)
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             full = int((trial.last_result or {}).get("training_iteration", 0)) >= self.budget
@@ -139,8 +235,21 @@ def searchers():
     return GridPoints, TrialLog
 
 
-def run_method(method: str, seed: int, profile: SweepProfile, split, storage: Path) -> tuple[list[TrialOutcome], float]:
-    """One search; returns the trials in completion order and the wall time of `tuner.fit`."""
+def replay_trainable(config: dict, table: dict, time_scale: float) -> None:
+    """Reports the recorded curve of `config`'s point, sleeping each evaluation's recorded time x time_scale."""
+    from trainables._tune_report import tune_reporter
+
+    report = tune_reporter()
+    for _tune_iter, steps, f1, seconds in table[point_key(config)]:
+        time.sleep(seconds * time_scale)
+        report({METRIC: f1, "iteration": steps}, None)
+
+
+def run_search(variant: str, seed: int, profile: SweepProfile, trainable, storage: Path,
+               points: list[dict[str, Any]] | None = None, reuse_actors: bool = False
+               ) -> tuple[list[TrialRecord], float]:
+    """One search under Tune; returns the trials in completion order and the wall time of the fit.
+    Replays reuse actors: a replayed trial then costs its sleeps, not a worker start (real trials do not)."""
     import optuna
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -148,144 +257,299 @@ def run_method(method: str, seed: int, profile: SweepProfile, split, storage: Pa
 
     from sweeps.common import build_search, short_trial_name
     from sweeps.engine import run_or_restore
-    from trainables.baseline import train_baseline
+    from sweeps.profiles import define_search_space
 
-    GridPoints, TrialLog = searchers()
+    GridPoints, TrialLog = ray_parts()
+    kind = "grid" if points is not None else VARIANTS[variant]["kind"]
     metric, mode = profile.metric, profile.mode
     scheduler = None
-    if method == "grid":
-        searcher = GridPoints(grid_points(), metric, mode)
-    elif method == "random":
+    if kind == "grid":
+        searcher = GridPoints(points, metric, mode)
+    elif kind == "random":
         searcher = OptunaSearch(space=define_search_space(profile), metric=metric, mode=mode,
                                 sampler=optuna.samplers.RandomSampler(seed=seed))
     else:
         searcher, scheduler = build_search(profile)
+        if kind == "tpe":
+            scheduler = None
     log = TrialLog(profile.evaluations_per_trial)
     flat = profile.base_config().replace(**{"data.partition": ""}).to_flat()
-    tune_config = tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, num_samples=profile.num_samples,
+    tune_config = tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler,
+                                  num_samples=len(points) if points is not None else profile.num_samples,
                                   search_alg=ConcurrencyLimiter(searcher, max_concurrent=profile.max_concurrent_trials),
+                                  reuse_actors=reuse_actors,
                                   trial_name_creator=short_trial_name, trial_dirname_creator=short_trial_name)
     run_config = {"checkpoint_config": tune.CheckpointConfig(num_to_keep=1), "verbose": 0}
     start = time.perf_counter()
-    run_or_restore(tune.with_parameters(train_baseline, split=split), name=f"{method}-s{seed}",
-                   storage_path=str(storage), param_space={k: v for k, v in flat.items() if k not in SPACE},
+    run_or_restore(trainable, name=f"{variant}-s{seed}-{time.monotonic_ns()}", storage_path=str(storage),
+                   param_space={k: v for k, v in flat.items() if k not in profile.search},
                    tune_config=tune_config, run_config_kwargs=run_config, callbacks=[log],
                    resources={"cpu": 1.0, "gpu": 0.0})
     return log.ended, time.perf_counter() - start
 
 
-def trace(trials: list[TrialOutcome], target: float) -> tuple[int | None, float, int]:
-    """(cumulative iterations when the running best first reaches `target` or None, final best, total)."""
-    spent, best, reached = 0, float("-inf"), None
-    for trial in trials:
-        spent += trial.iterations
-        best = max(best, trial.best_f1)
-        if reached is None and best >= target - TIE:
-            reached = spent
-    return reached, best, spent
+def decisions(trials: list[TrialRecord]) -> list[tuple[str, int]]:
+    """(point, evaluations run) per trial in start order, i.e. the searcher's suggestion order."""
+    return [(t.key, t.evaluations) for t in sorted(trials, key=lambda t: t.order)]
 
 
-def describe(point: dict[str, Any]) -> str:
-    sigma = f" sigma {point['input.sigma']:g}" if "input.sigma" in point else ""
-    return f"{point.get('input.representation')} {point.get('loss.class_weighting')}{sigma}"
+# ------------------------------------------------------------------------------------------------- phases
+
+def phase1(args, root: Path, space: dict, split, storage: Path) -> dict:
+    """Real trials: the grid, a determinism re-run of 2 points, one real ASHA+TPE search (seed 0)."""
+    from ray import tune
+
+    from trainables.baseline import train_baseline
+
+    points = grid_points(space)
+    profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every)
+    trainable = tune.with_parameters(train_baseline, split=split)
+    grid, wall = run_search("grid", 0, profile, trainable, storage, points=points)
+    print(f"  grid: {len(grid)} trials in {wall:.0f} s (load average {os.getloadavg()[0]:.1f})", flush=True)
+    record: dict[str, Any] = {"grid": [asdict(t) for t in grid], "grid_wall_s": wall,
+                              "load_after_grid": os.getloadavg()[0]}
+    by_key = {t.key: t for t in grid}
+    # Determinism: the best and the worst point again, each run alone-in-pair like the grid did.
+    ranked = sorted(grid, key=lambda t: t.best)
+    again_points = [ranked[-1].config, ranked[0].config]
+    again, wall = run_search("repeat", 0, profile, trainable, storage, points=again_points)
+    same = [[r[2] for r in t.reports] == [r[2] for r in by_key[t.key].reports] for t in again]
+    for t in again:
+        print(f"  determinism {t.key}: grid {[round(r[2], 4) for r in by_key[t.key].reports]}")
+        print(f"  {'':{len('determinism ' + t.key)}s}  re-run {[round(r[2], 4) for r in t.reports]}")
+    print(f"  determinism: {sum(same)} of {len(again)} re-runs gave identical curves ({wall:.0f} s)", flush=True)
+    record["determinism"] = {"same": sum(same), "runs": len(again)}
+    # One trial at a time: with 2, which of two trials reaches a rung first is decided by timing noise
+    # (the same config's evaluation time varies up to 2x here), so no replay could match it exactly.
+    real_profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,
+                                 VARIANTS[PRIMARY]["asha"], concurrency=1)
+    real, wall = run_search(PRIMARY, 0, real_profile, trainable, storage)
+    print(f"  real {PRIMARY} seed 0, 1 trial at a time: {len(real)} trials in {wall:.0f} s", flush=True)
+    record["real_asha"] = [asdict(t) for t in real]
+    record["real_asha_wall_s"] = wall
+    return record
+
+
+def code_fingerprint() -> str:
+    """sha256 over the sources trial processes import: a curve is only a fixed function of its config while
+    these stay unchanged (each trial re-imports them from the working tree)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for d in ("scolio_core", "trainables", "sweeps") for p in (REPO / d).rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def load_trials(rows: list[dict]) -> list[TrialRecord]:
+    return [TrialRecord(r["trial_id"], r["key"], r["config"], [tuple(x) for x in r["reports"]], r["status"],
+                        r.get("order", 0)) for r in rows]
+
+
+def rank_agreement(grid: list[TrialRecord]) -> list[tuple[int, float]]:
+    """Spearman correlation, over grid points, of the score at each evaluation with the point's best score."""
+    import pandas as pd
+
+    frame = pd.DataFrame({t.key: [r[2] for r in t.reports] for t in grid}).T
+    best = frame.max(axis=1)
+    return [(int(col) + 1, float(frame[col].corr(best, method="spearman"))) for col in frame.columns]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds (%(default)s)")
-    parser.add_argument("--quick", action="store_true", help="one search seed (0)")
-    parser.add_argument("--data", choices=["demo", "smoke"], default="demo",
-                        help="which profile's synthetic stand-in to train on (%(default)s)")
-    parser.add_argument("--iterations", type=int, default=48, help="optimiser steps per full trial (%(default)s)")
-    parser.add_argument("--eval-every", type=int, default=12, help="steps between evaluations (%(default)s)")
+    parser.add_argument("--quick", action="store_true", help="6-point space, 48 steps, 2 replay seeds")
+    parser.add_argument("--seeds", type=int, default=None, help="replay seeds per method (default 10; quick 2)")
+    parser.add_argument("--iterations", type=int, default=None, help="steps per full trial (default 240; quick 48)")
+    parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (24; quick 12)")
+    parser.add_argument("--time-scale", type=float, default=0.05,
+                        help="replay sleeps this fraction of each evaluation's recorded time (%(default)s)")
+    parser.add_argument("--random-time-scale", type=float, default=0.01,
+                        help="the same for random search, whose choices do not depend on timing (%(default)s)")
+    parser.add_argument("--variants", nargs="*", default=[v for v in VARIANTS if v != "tpe (fifo)"],
+                        choices=list(VARIANTS), help="methods to replay (%(default)s)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="extra replays of the primary method's seed 0, to show timing sensitivity (%(default)s)")
+    parser.add_argument("--table", help="replay a record saved by --save (skips phase 1 and the real checks)")
+    parser.add_argument("--save", help="write the phase-1 record (curves, times, real ASHA run) to this JSON")
     parser.add_argument("--cache-dir", help="where the synthetic data set is cached (default: the sweeps' cache)")
     args = parser.parse_args()
-    seeds = [0] if args.quick else args.seeds
+    space = QUICK_SPACE if args.quick else SPACE
+    args.iterations = args.iterations or (48 if args.quick else 240)
+    args.eval_every = args.eval_every or (12 if args.quick else 24)
+    seeds = list(range(args.seeds if args.seeds is not None else (2 if args.quick else 10)))
 
-    root = synthetic_root(load_profile(args.data), Path(args.cache_dir) if args.cache_dir else None)
-    points = grid_points()
+    from scolio_core.protocol import resolve_split
+    from sweeps.common import synthetic_root
 
-    def profile(seed: int) -> SweepProfile:
-        return bench_profile(root, seed, len(points), args.iterations, args.eval_every)
-
-    base = profile(0)
+    data_profile = SweepProfile(**{**load_profile("smoke").__dict__, "synth": SYNTH})
+    root = synthetic_root(data_profile, Path(args.cache_dir) if args.cache_dir else None)
+    points = grid_points(space)
+    base = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every)
     split = resolve_split(base.base_config()).trainval()
     print(f"data: {root} ({len(split.train)} train / {len(split.val)} val sequences); grid of {len(points)} points "
-          f"= trial budget per search; {base.base_config().train.iterations} iterations per full trial, "
-          f"{base.evaluations_per_trial} evaluations; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
-          flush=True)
+          f"= trial budget per search, 2 at a time; {args.iterations} steps per full trial, evaluation every "
+          f"{args.eval_every} ({base.evaluations_per_trial} evaluations); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs", flush=True)
 
     import ray
+    from ray import tune
 
     from sweeps.engine import connect_ray
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     # No CSV/JSON/TensorBoard result files: TrialLog keeps what is measured. (Tune then warns at the end of
-    # each fit that it could not fetch metrics for the result grid; harmless here.)
+    # each fit that it could not fetch metrics for the result grid; harmless here, so silenced.)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    runs: dict[tuple[str, int], list[TrialOutcome]] = {}
-    walls: dict[tuple[str, int], float] = {}
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    replays: dict[str, list[tuple[int, list[TrialRecord], float]]] = {v: [] for v in args.variants}
     with tempfile.TemporaryDirectory(prefix="scolio-search-") as scratch:
         connect_ray(num_cpus=2, temp_dir=str(Path(scratch) / "ray"), include_dashboard=False)
-        jobs = [("grid", 0)] + [(m, s) for s in seeds for m in ("random", "asha+tpe")]
-        for method, seed in jobs:
-            trials, wall = run_method(method, seed, profile(seed), split,
-                                      Path(scratch) / "ray_results")
-            runs[method, seed], walls[method, seed] = trials, wall
-            errors = sum(t.status == "error" for t in trials)
-            print(f"  {method} seed {seed}: {len(trials)} trials in {wall:.0f} s"
-                  + (f" ({errors} errored)" if errors else ""), flush=True)
+        storage = Path(scratch) / "ray_results"
+        if args.table:
+            record = json.loads(Path(args.table).read_text())
+            print(f"phase 1: replaying the record {args.table} (no real trials)")
+        else:
+            print("phase 1: real trials", flush=True)
+            before = code_fingerprint()
+            record = phase1(args, root, space, split, storage)
+            record["code"] = {"before": before, "after": code_fingerprint()}
+            if before != record["code"]["after"]:
+                print(f"WARNING: the sources under scolio_core/, trainables/ or sweeps/ changed during phase 1 "
+                      f"({before} -> {record['code']['after']}): the recorded curves mix code versions", flush=True)
+            if args.save:
+                Path(args.save).write_text(json.dumps(record))
+        grid = load_trials(record["grid"])
+        table = {t.key: t.reports for t in grid}
+        missing = [point_key(p) for p in points if point_key(p) not in table]
+        if missing or any(t.status != "finished" for t in grid):
+            raise SystemExit(f"phase 1 is incomplete (missing {missing}; statuses "
+                             f"{sorted({t.status for t in grid})}): cannot replay")
+        print(f"phase 2: replay, {len(seeds)} seeds x {len(args.variants)} methods, time scale {args.time_scale} "
+              f"(random {args.random_time_scale})", flush=True)
+        for variant in args.variants:
+            asha = VARIANTS[variant].get("asha")
+            rungs = asha_rungs(base.evaluations_per_trial, asha["grace_period"], asha["reduction_factor"]) if asha else []
+            print(f"  {variant}: " + (f"ASHA grace {asha['grace_period']}, reduction {asha['reduction_factor']}, rungs "
+                                      f"at evaluations {rungs} of {base.evaluations_per_trial} + " if asha else "FIFO + ")
+                  + ("Optuna RandomSampler" if VARIANTS[variant]["kind"] == "random" else
+                     "TPE (sweeps.common.build_search: published defaults first)"))
+        check = None
+        if "real_asha" in record:
+            profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,
+                                    VARIANTS[PRIMARY]["asha"], concurrency=1)
+            replay = tune.with_parameters(replay_trainable, table=table, time_scale=args.time_scale)
+            trials, _ = run_search(PRIMARY, 0, profile, replay, storage, reuse_actors=True)
+            check = (load_trials(record["real_asha"]), trials)
+        # How much timing alone moves a search at 2 trials at a time: the same seed replayed again.
+        repeats = []
+        if PRIMARY in args.variants and seeds:
+            profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,
+                                    VARIANTS[PRIMARY]["asha"])
+            replay = tune.with_parameters(replay_trainable, table=table, time_scale=args.time_scale)
+            repeats = [run_search(PRIMARY, 0, profile, replay, storage, reuse_actors=True)[0]
+                       for _ in range(args.repeats)]
+        for variant in args.variants:
+            # Random search ignores results, so only its completion order depends on timing: replay it faster.
+            scale = args.random_time_scale if VARIANTS[variant]["kind"] == "random" else args.time_scale
+            replay = tune.with_parameters(replay_trainable, table=table, time_scale=scale)
+            start = time.perf_counter()
+            for seed in seeds:
+                profile = bench_profile(root, space, seed, len(points), args.iterations, args.eval_every,
+                                        VARIANTS[variant].get("asha"))
+                trials, wall = run_search(variant, seed, profile, replay, storage, reuse_actors=True)
+                replays[variant].append((seed, trials, wall))
+            print(f"  {variant}: {len(seeds)} seeds in {time.perf_counter() - start:.0f} s", flush=True)
         ray.shutdown()
 
-    grid = runs["grid", 0]
-    grid_best = max(t.best_f1 for t in grid)
-    print("\ngrid (completion order; iterations, best val macro-F1):")
-    for trial in grid:
-        print(f"  {describe(trial.point):28s} {trial.iterations:3d}  {trial.best_f1:.4f}")
-    winners = [describe(t.point) for t in grid if t.best_f1 >= grid_best - TIE]
-    print(f"grid best val macro-F1 {grid_best:.4f}, reached by {len(winners)} of {len(grid)} points "
-          f"({'; '.join(winners)}); val has {len(split.val)} sequences, so ties are common and "
-          "'reaching the grid's best' is coarse")
+    report(record, grid, replays, check, repeats, args, len(split.val))
 
-    # Determinism check: a full-length trial of a grid point must score what the grid scored.
-    by_point = {describe(t.point): t.best_f1 for t in grid if t.status == "finished"}
-    repeats = [(t.best_f1, by_point[describe(t.point)]) for (m, _), ts in runs.items() if m == "random"
-               for t in ts if t.status == "finished" and describe(t.point) in by_point]
-    same = sum(abs(a - b) <= TIE for a, b in repeats)
-    print(f"determinism: {same} of {len(repeats)} full-length repeats of grid points in random search scored "
-          "exactly the grid's value")
 
-    print(f"\n{'method':10s} {'seed':>4s} {'iters to grid best':>18s} {'final best':>10s} {'total iters':>11s} "
-          f"{'trials (stopped)':>16s} {'wall s':>7s}")
-    reached: dict[str, list[int | None]] = {m: [] for m in METHODS}
-    totals: dict[str, list[int]] = {m: [] for m in METHODS}
-    for (method, seed), trials in runs.items():
-        first, best, total = trace(trials, grid_best)
-        reached[method].append(first)
-        totals[method].append(total)
-        stopped = sum(t.status == "stopped" for t in trials)
-        print(f"{method:10s} {seed:4d} {first if first is not None else 'never':>18} {best:10.4f} {total:11d} "
-              f"{f'{len(trials)} ({stopped})':>16s} {walls[method, seed]:7.0f}")
+def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats: list, args, num_val: int) -> None:
+    """Print the grid, the checks, the per-method table and the SUMMARY line."""
+    full = grid[0].iterations
+    target = max(t.best for t in grid)
+    winners = [t.key for t in grid if t.best >= target - TIE]
+    enum_cost, grid_total, _ = cost_to_target([(t.iterations, t.best) for t in grid], target)
+    expected = grid_expected_trials(len(grid), len(winners)) * full
+    print(f"\ngrid ({len(grid)} points, completion order): best / final val macro-F1 per point")
+    for t in grid:
+        print(f"  {t.key:34s} best {t.best:.4f}  final {t.reports[-1][2]:.4f}")
+    ranked = sorted((t.best for t in grid), reverse=True)
+    print(f"grid best {target:.4f} reached by {len(winners)} of {len(grid)} points ({'; '.join(winners)}); "
+          f"next best {ranked[len(winners)] if len(ranked) > len(winners) else float('nan'):.4f}; "
+          f"{num_val} val sequences")
+    print("rank agreement (Spearman over grid points) of the score at evaluation e with the best score: "
+          + ", ".join(f"e{e} {rho:.2f}" for e, rho in rank_agreement(grid)))
+    if "determinism" in record:
+        d = record["determinism"]
+        code = record.get("code", {})
+        print(f"determinism: {d['same']} of {d['runs']} real re-runs of grid points gave identical curves; "
+              f"source fingerprint {code.get('before', '?')} -> {code.get('after', '?')}"
+              + (" (CHANGED during phase 1)" if code and code["before"] != code["after"] else ""))
+    if "grid_wall_s" in record:
+        print(f"phase-1 grid wall time {record['grid_wall_s']:.0f} s; real {PRIMARY} seed 0 "
+              f"{record.get('real_asha_wall_s', float('nan')):.0f} s")
+    if check is not None:
+        real, replayed = check
+        same_decisions = decisions(real) == decisions(replayed)
+        real_best, replay_best = max(t.best for t in real), max(t.best for t in replayed)
+        real_cost = cost_to_target([(t.iterations, t.best) for t in real], target)
+        replay_cost = cost_to_target([(t.iterations, t.best) for t in replayed], target)
+        print(f"replay check ({PRIMARY}, seed 0, 1 trial at a time): same suggestions and stop rungs: {same_decisions}; best real "
+              f"{real_best:.4f} vs replay {replay_best:.4f}; iterations to grid best real {real_cost[0]} vs "
+              f"replay {replay_cost[0]}; totals {real_cost[1]} vs {replay_cost[1]}")
+        if not same_decisions:
+            print(f"  real:   {decisions(real)}\n  replay: {decisions(replayed)}")
+    first = [trials for seed, trials, _ in replays.get(PRIMARY, []) if seed == 0]
+    if first and repeats:
+        runs = first + repeats
+        same = sum(decisions(r) == decisions(runs[0]) for r in runs[1:])
+        costs = [charged(*cost_to_target([(t.iterations, t.best) for t in r], target)[:2]) for r in runs]
+        print(f"timing sensitivity ({PRIMARY}, seed 0 replayed {len(runs)} times, 2 at a time): {same} of "
+              f"{len(runs) - 1} repeats made the first replay's suggestions and stop rungs; costs {costs}")
 
-    grid_cost = reached["grid"][0]
-    asha = reached["asha+tpe"]
-    hit = [r for r in asha if r is not None]
-    # A seed that never reached the grid's best is charged its whole spend: a lower bound on its true cost.
-    charged = [r if r is not None else t for r, t in zip(asha, totals["asha+tpe"])]
-    ratio = statistics.mean(charged) / grid_cost
-    ratio_total = statistics.mean(charged) / totals["grid"][0]
-    rand = [r if r is not None else t for r, t in zip(reached["random"], totals["random"])]
-    print(f"\nASHA+TPE reached the grid's best in {len(hit)} of {len(asha)} seeds; mean iterations to it "
-          f"{statistics.mean(charged):.0f} (never-reached seeds charged their total, a lower bound) vs grid "
-          f"{grid_cost} (its best point's place in the enumeration order) and {totals['grid'][0]} (the full grid)")
-    print(f"ratio ASHA+TPE / grid iterations-to-grid-best: {ratio:.2f} (goal <= 0.33: "
-          f"{'met' if ratio <= 1 / 3 else 'missed'}); vs the full grid: {ratio_total:.2f}; random search: "
-          f"{statistics.mean(rand) / grid_cost:.2f}")
-    print(f"SUMMARY search: ASHA+TPE reaches the grid's best val macro-F1 ({grid_best:.4f}) in "
-          f"{statistics.mean(charged):.0f} trial-iterations (mean of {len(asha)} seeds, {len(hit)} reached) vs "
-          f"{grid_cost} for the grid: ratio {ratio:.2f} (goal 0.33, {'met' if ratio <= 1 / 3 else 'missed'}); "
-          f"random {statistics.mean(rand):.0f}; totals ASHA+TPE {statistics.mean(totals['asha+tpe']):.0f}, "
-          f"random {statistics.mean(totals['random']):.0f}, grid {totals['grid'][0]}")
+    print(f"\n{'method':14s} {'seeds':>5s} {'reached':>7s} {'cost mean':>9s} {'median':>7s} {'min-max':>11s} "
+          f"{'spend':>6s} {'stopped':>7s} {'ratio mean':>10s} {'ratio med':>9s}")
+    print(f"{'grid expected':14s} {'-':>5s} {'-':>7s} {expected:9.0f} {'-':>7s} {'-':>11s} {grid_total:6d} "
+          f"{'-':>7s} {1.0:10.2f} {'-':>9s}")
+    print(f"{'grid enum':14s} {'-':>5s} {'yes':>7s} {enum_cost:9d} {'-':>7s} {'-':>11s} {grid_total:6d} "
+          f"{'-':>7s} {enum_cost / expected:10.2f} {'-':>9s}")
+    stats: dict[str, dict[str, float]] = {}
+    per_seed: dict[str, str] = {}
+    for variant, runs in replays.items():
+        costs, spends, hits, stopped, reached_flags = [], [], 0, [], []
+        for _seed, trials, _wall in runs:
+            reached, total, _ = cost_to_target([(t.iterations, t.best) for t in trials], target)
+            reached_flags.append(reached is not None)
+            hits += reached is not None
+            costs.append(charged(reached, total))
+            spends.append(total)
+            stopped.append(sum(t.status == "stopped" for t in trials))
+        if not runs:
+            continue
+        mean, median = statistics.mean(costs), statistics.median(costs)
+        per_seed[variant] = " ".join(f"{c}{'' if ok else '*'}" for c, ok in zip(costs, reached_flags))
+        stats[variant] = {"mean": mean, "median": median, "hits": hits, "n": len(runs)}
+        print(f"{variant:14s} {len(runs):5d} {f'{hits}/{len(runs)}':>7s} {mean:9.0f} {median:7.0f} "
+              f"{f'{min(costs)}-{max(costs)}':>11s} {statistics.mean(spends):6.0f} {statistics.mean(stopped):7.1f} "
+              f"{mean / expected:10.2f} {median / expected:9.2f}")
+    print("cost = trial-iterations in completion order until a trial reaches the grid's best (failures charged "
+          "their whole spend); spend = mean total iterations; ratio = cost / grid expected cost")
+    for variant, costs in per_seed.items():
+        print(f"  {variant} per seed (* = never reached, charged its spend): {costs}")
+    if PRIMARY in stats:
+        s = stats[PRIMARY]
+        ratio = s["mean"] / expected
+        print(f"SUMMARY search: {PRIMARY} (ASHA grace {VARIANTS[PRIMARY]['asha']['grace_period']}, rf "
+              f"{VARIANTS[PRIMARY]['asha']['reduction_factor']}, TPE) reaches the grid's best val macro-F1 "
+              f"({target:.4f}, {len(winners)} of {len(grid)} points) in {s['hits']} of {s['n']} seeds; mean cost "
+              f"{s['mean']:.0f} / median {s['median']:.0f} trial-iterations vs grid expected {expected:.0f}: ratio "
+              f"{ratio:.2f} (median {s['median'] / expected:.2f}; goal <= 0.33: {'met' if ratio <= 1 / 3 else 'missed'})"
+              + "".join(f"; {v} {stats[v]['mean'] / expected:.2f} ({stats[v]['hits']}/{stats[v]['n']})"
+                        for v in stats if v != PRIMARY))
+    determinism = record.get("determinism")
+    if determinism and determinism["same"] != determinism["runs"]:
+        # The replay assumes a config's curve is a fixed function of the config: without it, nothing above holds.
+        raise SystemExit("determinism check FAILED: re-runs of grid points gave different curves; the replay is invalid")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Pure helpers of benchmarks/search.py: the grid, point names, cost accounting and the grid's expected cost."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_search", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class body runs
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_grid_skips_sigma_for_silhouettes(bench):
+    points = bench.grid_points(bench.SPACE)
+    # (2 skeleton representations x 2 sigmas + silhouette) x 2 weightings x 3 learning rates
+    assert len(points) == 30
+    assert len({bench.point_key(p) for p in points}) == 30
+    assert all("input.sigma" not in p for p in points if p["input.representation"] == "silhouette")
+    assert all("input.sigma" in p for p in points if p["input.representation"] != "silhouette")
+    assert len(bench.grid_points(bench.QUICK_SPACE)) == 6
+
+
+def test_point_key_ignores_fixed_keys_and_silhouette_sigma(bench):
+    trial_config = {"input.representation": "silhouette", "input.sigma": 8.0, "loss.class_weighting": "plain",
+                    "train.lr": 0.1, "model.width": 8}
+    assert bench.point_key(trial_config) == "silhouette plain lr 0.1"
+    skeleton = {**trial_config, "input.representation": "body-only", "input.sigma": 2}
+    assert bench.point_key(skeleton) == "body-only sigma 2 plain lr 0.1"
+    assert bench.point_key(skeleton) != bench.point_key({**skeleton, "input.sigma": 4.0})
+
+
+def test_cost_to_target_counts_completion_order_until_the_target(bench):
+    trials = [(24, 0.40), (240, 0.55), (48, 0.61), (240, 0.70)]
+    assert bench.cost_to_target(trials, 0.61) == (312, 552, 0.70)
+    assert bench.cost_to_target(trials, 0.40) == (24, 552, 0.70)
+    reached, total, best = bench.cost_to_target(trials, 0.80)
+    assert reached is None and total == 552 and best == 0.70
+    assert bench.charged(reached, total) == 552
+    assert bench.charged(312, 552) == 312
+
+
+def test_grid_expected_trials_matches_enumeration(bench):
+    # Brute force over every order of N points with k tied winners: mean position of the first winner.
+    for n, k in [(5, 1), (5, 2), (6, 3)]:
+        marks = [1] * k + [0] * (n - k)
+        positions = [order.index(1) + 1 for order in set(itertools.permutations(marks))]
+        assert bench.grid_expected_trials(n, k) == pytest.approx(statistics.mean(positions))
+    with pytest.raises(ValueError):
+        bench.grid_expected_trials(3, 0)
+
+
+def test_asha_rungs(bench):
+    assert bench.asha_rungs(10, 2, 3) == [2, 6]
+    assert bench.asha_rungs(10, 1, 3) == [1, 3, 9]
+    assert bench.asha_rungs(4, 1, 2) == [1, 2]
