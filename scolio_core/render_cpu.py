@@ -13,12 +13,13 @@ Per frame:
  * each part is evaluated only inside its +-3 sigma box; a pixel keeps the minimum over parts of its
    log-space cost, then takes one exp (a polynomial LLVM vectorises; numba's exp is a scalar call);
  * grey levels: matplotlib's table is the identity except 24 entries one below, which `_grey_level`
-   reproduces with a few vector compares instead of a table gather;
+   finds with one bit test on the level as a float32 instead of a table gather;
  * crop rows per channel (opengait: first/last non-zero row) or from the keypoints (aligned);
  * crop + INTER_AREA resize as two banded passes with OpenCV's weights, each output reading only the
-   2-4 source pixels it covers.
+   2-4 source pixels it covers; the weights are computed once per crop length and render call, and
+   output columns whose taps miss the drawing window are written as 0 without a pass.
 Maps are stored x-major (a canvas column is contiguous), so the column pass runs along contiguous memory;
-one small transpose between the passes lets the row pass do the same.
+one small transpose of the live columns between the passes lets the row pass do the same.
 
 Frames run in parallel (prange) on `torch.get_num_threads()` threads, so a trial's thread budget holds;
 with one thread a serial build runs and no thread pool starts. Compiled code is cached on disk
@@ -95,10 +96,10 @@ if numba is not None:
 
     @_njit(inline="always")
     def _exp_neg(c):
-        """exp(-c) in float32 for |c| <= 87 (c is clamped to that): 2^n p(r) with Cody-Waite reduction
-        and Cephes' expf polynomial, max relative error ~8e-8 (torch's Sleef expf: ~1 ulp)."""
+        """exp(-c) in float32 for |c| < 87: 2^n p(r) with Cody-Waite reduction and Cephes' expf
+        polynomial, max relative error ~8e-8 (torch's Sleef expf: ~1 ulp). Only c > -87 is clamped (a
+        weight above e^87); `_value` discards the lanes with c >= 87, incl. +inf, so no lower clamp."""
         x = -c
-        x = x if x > _F32(-87.0) else _F32(-87.0)
         x = x if x < _F32(87.0) else _F32(87.0)
         t = x * _F32(1.4426950408889634)
         n = (t + _F32(12582912.0)) - _F32(12582912.0)  # round to nearest with the 1.5 * 2^23 trick
@@ -116,15 +117,14 @@ if numba is not None:
 
     @_njit(inline="always")
     def _grey_level(v):
-        """Step (d) for one value: LUT[min(floor(256 v), 255)] (see `_grey_table_formula`), in float32
-        (integer ops would be widened to int64 by numba and halve the vector width)."""
+        """Step (d) for one value: LUT[min(floor(256 v), 255)] (see `_grey_table_formula`). The table
+        lowers k >= 32 by one where k mod 4c == c, c = 2^(floor(log2 k) - 5); for the integer k as a
+        float32 that is exactly: the low 20 mantissa bits equal 2^18 (one bit test, no table gather)."""
         q = v * _F32(256.0)
         q = q if q < _F32(255.0) else _F32(255.0)
         k = _F32(_I32(q))  # v >= 0: truncation is the floor
-        inv = _F32(0.25) if k < _F32(64.0) else (_F32(0.125) if k < _F32(128.0) else _F32(0.0625))
-        g = k * inv  # exact: inv is a power of two
-        frac = g - _F32(_I32(g))
-        return k - _F32(1.0) if (k >= _F32(32.0)) & (frac == _F32(0.25)) else k
+        bits = k.view(np.int32)
+        return k - _F32(1.0) if (k >= _F32(32.0)) & ((bits & _I32(0xFFFFF)) == _I32(0x40000)) else k
 
     @_njit()
     def _points(pose, canvas, min_conf, weighting, xs, ys, drawn, value):
@@ -341,10 +341,10 @@ if numba is not None:
                 weights[d, 1] = fx
 
     @_njit(inline="always")
-    def _taps_into(line, src, first, taps, weights, lo, hi, offset, n):
-        """line[:n] = sum_k weights[k] src[first + k, offset:offset + n] over the taps whose source line
-        lies in [lo, hi] (others are 0 on the canvas); up to 3 taps in one pass, so each output is
-        loaded and stored once."""
+    def _tap_plan(first, taps, weights, lo, hi):
+        """The taps of one output whose source line lies in [lo, hi] (others are 0 on the canvas), as
+        (base, count, w0, w1, w2) when they are at most 3 consecutive lines from `base`; count -1 means
+        the general form (more taps, or a gap) is needed."""
         w0 = w1 = w2 = _F32(0.0)
         count = 0
         base = first
@@ -353,9 +353,8 @@ if numba is not None:
                 continue
             if count == 0:
                 base = first + k
-            if count == 3 or first + k - base != count:  # more than 3, or a gap: the general form
-                count = -1
-                break
+            if count == 3 or first + k - base != count:
+                return base, -1, w0, w1, w2
             if count == 0:
                 w0 = weights[k]
             elif count == 1:
@@ -363,6 +362,13 @@ if numba is not None:
             else:
                 w2 = weights[k]
             count += 1
+        return base, count, w0, w1, w2
+
+    @_njit(inline="always")
+    def _taps_into(line, src, first, taps, weights, lo, hi, offset, n):
+        """line[:n] = sum_k weights[k] src[first + k, offset:offset + n] over the taps whose source line
+        lies in [lo, hi]; up to 3 taps in one pass, so each output is loaded and stored once."""
+        base, count, w0, w1, w2 = _tap_plan(first, taps, weights, lo, hi)
         if count == 0:
             line[:n] = 0.0
         elif count == 1:
@@ -386,9 +392,19 @@ if numba is not None:
                     for i in range(n):
                         line[i] += weights[k] * a[i]
 
+    @_njit(inline="always")
+    def _axis_plan(plans, length, out_size, area):
+        """`_resize_axis` for one crop length, computed once per render call: a crop's weights depend only
+        on its length and the resize mode, and a few dozen lengths recur across frames and channels."""
+        first, taps, weights, ready = plans
+        mode = 1 if area else 0
+        if not ready[mode, length]:
+            _resize_axis(length, out_size, area, first[mode, length], taps[mode, length], weights[mode, length])
+            ready[mode, length] = True
+        return first[mode, length], taps[mode, length], weights[mode, length]
+
     @_njit()
-    def _crop_resize(vals, win, top, bottom, size, out_size, side, quantise, rlo, rtaps, rw, clo, ctaps, cw,
-                     cols, cols_t, dest):
+    def _crop_resize(vals, win, top, bottom, size, out_size, side, quantise, plans, cols, cols_t, dest):
         """Step (e) for one channel of x-major values: crop rows [top, bottom] and OpenGait's centred
         square of columns, INTER_AREA-resize to out_size, keep columns [side, out_size - side) into
         dest (out_size, out_size - 2 side). Canvas pixels outside `win` are 0 and are never read."""
@@ -398,8 +414,8 @@ if numba is not None:
         right = min(centre + height // 2 + 1, size)
         width = right - left
         area = height >= out_size and width >= out_size
-        _resize_axis(height, out_size, area, rlo, rtaps, rw)
-        _resize_axis(width, out_size, area, clo, ctaps, cw)
+        rlo, rtaps, rw = _axis_plan(plans, height, out_size, area)
+        clo, ctaps, cw = _axis_plan(plans, width, out_size, area)
         x0, x1 = win[0], win[1]
         y0, y1 = max(top, win[2]), min(bottom, win[3])  # the crop rows that can be non-zero
         kept = out_size - 2 * side
@@ -407,19 +423,29 @@ if numba is not None:
             dest[:, :] = 0.0
             return
         rows = y1 - y0 + 1
-        # Columns pass along contiguous memory: cols[e, y] = sum_k C[e, k] vals[left + clo[e] + k, y].
+        # Columns pass along contiguous memory: cols[e, y] = sum_k C[e, k] vals[left + clo[e] + k, y]; only
+        # the outputs [e0, e1) whose taps reach the window's columns can be non-zero.
+        e0, e1 = kept, 0
         for e in range(kept):
-            _taps_into(cols[e, :rows], vals, left + clo[e + side], ctaps[e + side], cw[e + side], x0, x1, y0,
-                       rows)
-        # Transpose in blocks of 8 rows (cache friendly), so the rows pass also runs along contiguous memory.
-        for i0 in range(0, rows, 8):
-            for e in range(kept):
-                for i in range(i0, min(i0 + 8, rows)):
-                    cols_t[i, e] = cols[e, i]
-        # Rows pass: dest[d, :] = sum_k R[d, k] cols_t[top + rlo[d] + k - y0, :].
+            first_x = left + clo[e + side]
+            if first_x <= x1 and first_x + ctaps[e + side] > x0:
+                e0 = min(e0, e)
+                e1 = e + 1
+                _taps_into(cols[e, :rows], vals, first_x, ctaps[e + side], cw[e + side], x0, x1, y0, rows)
+        # Transpose the live outputs so the rows pass also runs along contiguous memory. Loops here and in
+        # the passes are 0-based over slices: with a non-zero start numba keeps its negative-index
+        # handling and the loops run several times slower (measured).
+        live = e1 - e0
+        for e in range(live):
+            src = cols[e0 + e, :rows]
+            for i in range(rows):
+                cols_t[i, e] = src[i]
+        # Rows pass: dest[d, e0:e1] = sum_k R[d, k] cols_t[top + rlo[d] + k - y0, :live]; 0 elsewhere.
         for d in range(out_size):
             line = dest[d]
-            _taps_into(line, cols_t, top + rlo[d] - y0, rtaps[d], rw[d], 0, rows - 1, 0, kept)
+            line[:] = 0.0
+            if live > 0:
+                _taps_into(line[e0:e1], cols_t, top + rlo[d] - y0, rtaps[d], rw[d], 0, rows - 1, 0, live)
             if quantise:  # truncate to levels with the torch path's tolerance (a floor: sums are >= 0)
                 for i in range(kept):
                     v = line[i] + _F32(_LEVEL_EPS)
@@ -430,20 +456,22 @@ if numba is not None:
     @_njit()
     def _scratch(canvas, map_size):
         taps = canvas // map_size + 3
+        plans = (np.empty((2, canvas + 1, map_size), np.int64), np.empty((2, canvas + 1, map_size), np.int64),
+                 np.empty((2, canvas + 1, map_size, taps), np.float32),  # resize plans per (mode, length)
+                 np.zeros((2, canvas + 1), np.bool_))
         return (np.empty((2, canvas, canvas), np.float32),  # cost, then values, x-major
                 np.empty(19), np.empty(19), np.empty(19, np.bool_), np.empty(19),  # points
                 np.empty((4, canvas), np.float32),  # column / row terms of one part
                 np.empty((2, 4), np.int64),  # drawing window per channel
                 np.empty(canvas, np.float32),  # row maxima
-                np.empty((2, map_size), np.int64), np.empty((2, map_size), np.int64),  # first pixel, taps
-                np.empty((2, map_size, taps), np.float32),  # resize weights (rows, columns)
-                np.empty((map_size, canvas), np.float32), np.empty((canvas, map_size), np.float32))
+                plans,
+                np.empty((map_size, canvas), np.float32), np.empty((canvas, map_size), np.float32))  # columns pass
 
     @_njit()
     def _render_frame(pose, out, joints, limb_a, limb_b, canvas, sigma, joint_weight, min_conf, weighting,
                       opengait, quantise, map_size, side, s):
         """One frame (17, 3) float64 -> out (2, map_size, map_size - 2 side) float32."""
-        cost, xs, ys, drawn, value, terms, win, rowmax, first, taps, weights, cols, cols_t = s
+        cost, xs, ys, drawn, value, terms, win, rowmax, plans, cols, cols_t = s
         valid = _points(pose, canvas, min_conf, weighting, xs, ys, drawn, value)
         # Rows of the aligned crop: the drawn joints' rows +-3 sigma, as `render._keypoint_rows`.
         any_on, jy0, jy1 = False, np.inf, -np.inf
@@ -481,8 +509,7 @@ if numba is not None:
                     continue
             else:
                 top, bottom = a_top, a_bottom
-            _crop_resize(cost[ch], w, top, bottom, canvas, map_size, side, quantise, first[0], taps[0],
-                         weights[0], first[1], taps[1], weights[1], cols, cols_t, out[ch])
+            _crop_resize(cost[ch], w, top, bottom, canvas, map_size, side, quantise, plans, cols, cols_t, out[ch])
 
     @_njit()
     def _render_serial(poses, out, joints, limb_a, limb_b, canvas, sigma, joint_weight, min_conf, weighting,

@@ -134,3 +134,17 @@ def test_uncached_compile_when_no_cache_location(monkeypatch) -> None:
         jitted = render_cpu._njit()(double)
     assert jitted(21) == 42
     assert any("NUMBA_CACHE_DIR" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("cfg", [
+    dataclasses.replace(BASE, canvas_size=96, map_size=64, side_crop=10, sigma=2.0),  # area and enlarging mixed
+    dataclasses.replace(BASE, representation="full-body", alignment="opengait"),
+], ids=["mixed-modes", "opengait"])
+def test_batch_equals_frames_rendered_alone(cfg: InputConfig) -> None:
+    """Resize weights are computed once per crop length and render call, and reused by later frames
+    (per resize mode); a batch must give exactly what each frame gives alone."""
+    poses = awkward_poses(12, seed=3)
+    batch = render_cpu.render_frames(poses, cfg, cfg.side_crop, True)
+    alone = torch.cat([render_cpu.render_frames(poses[i:i + 1], cfg, cfg.side_crop, True) for i in range(12)])
+    torch.testing.assert_close(batch, alone, atol=0, rtol=0)
+    assert batch.amax() > 0
