@@ -40,3 +40,20 @@ def tiny_config(root: Path, **overrides):
     }
     values.update(overrides)
     return ExperimentConfig.from_dict(values)
+
+
+@pytest.fixture(scope="module")
+def ray_with_access_log(tmp_path_factory):
+    """A local Ray whose workers inherit SCOLIO_ACCESS_LOG: every pkl any process reads is logged."""
+    import ray
+
+    path = tmp_path_factory.mktemp("access") / "reads.tsv"
+    previous = os.environ.get("SCOLIO_ACCESS_LOG")
+    os.environ["SCOLIO_ACCESS_LOG"] = str(path)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield path
+    ray.shutdown()
+    if previous is None:
+        os.environ.pop("SCOLIO_ACCESS_LOG", None)
+    else:
+        os.environ["SCOLIO_ACCESS_LOG"] = previous

@@ -90,23 +90,6 @@ def test_the_loop_trains_and_evaluates_on_read_only_data(synth_root, tmp_path, o
     assert reports and reports[-1]["val/n"] == len(data.val)
 
 
-@pytest.fixture(scope="module")
-def ray_with_access_log(tmp_path_factory):
-    """A local Ray whose workers inherit SCOLIO_ACCESS_LOG: every pkl any process reads is logged."""
-    import ray
-
-    path = tmp_path_factory.mktemp("access") / "reads.tsv"
-    previous = os.environ.get("SCOLIO_ACCESS_LOG")
-    os.environ["SCOLIO_ACCESS_LOG"] = str(path)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield path
-    ray.shutdown()
-    if previous is None:
-        os.environ.pop("SCOLIO_ACCESS_LOG", None)
-    else:
-        os.environ["SCOLIO_ACCESS_LOG"] = previous
-
-
 def _reads(path: Path, start: int = 0) -> list[tuple[int, str]]:
     lines = path.read_text().splitlines()[start:] if path.exists() else []
     return [(int(pid), seq_id) for pid, seq_id, _ in (line.split("\t") for line in lines)]

@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-import ray
 from ray import tune
 
 from conftest import tiny_config
@@ -21,27 +20,12 @@ from trainables.finetune import load_warm_start, train_finetune
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def access_log(tmp_path_factory):
-    """A local Ray whose workers inherit SCOLIO_ACCESS_LOG: every pkl any process reads is logged."""
-    path = tmp_path_factory.mktemp("access") / "reads.tsv"
-    previous = os.environ.get("SCOLIO_ACCESS_LOG")
-    os.environ["SCOLIO_ACCESS_LOG"] = str(path)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield path
-    ray.shutdown()
-    if previous is None:
-        os.environ.pop("SCOLIO_ACCESS_LOG", None)
-    else:
-        os.environ["SCOLIO_ACCESS_LOG"] = previous
-
-
 def reads_by_other_processes(path) -> list[tuple[str, str]]:
     rows = [line.split("\t") for line in path.read_text().splitlines()] if path.exists() else []
     return [(pid, seq_id) for pid, seq_id, _ in rows if int(pid) != os.getpid()]
 
 
-def test_trials_never_read_test_ids(synth_root, tmp_path, access_log):
+def test_trials_never_read_test_ids(synth_root, tmp_path, ray_with_access_log):
     config = tiny_config(synth_root)
     split = resolve_split(config)
     space = config.replace(**{"data.partition": ""}).to_flat()
@@ -52,7 +36,7 @@ def test_trials_never_read_test_ids(synth_root, tmp_path, access_log):
     results = tuner.fit()
     assert not results.errors and len(results) == 2
 
-    reads = reads_by_other_processes(access_log)
+    reads = reads_by_other_processes(ray_with_access_log)
     read_ids = {seq_id for _, seq_id in reads}
     assert read_ids, "instrumentation saw no trial reads at all"
     assert read_ids <= set(split.train) | set(split.val)
@@ -69,7 +53,7 @@ def test_trials_never_read_test_ids(synth_root, tmp_path, access_log):
 
 
 def test_finetune_refuses_a_contradicting_contract_and_starts_from_the_exact_weights(
-        synth_root, tmp_path, access_log):
+        synth_root, tmp_path, ray_with_access_log):
     config = tiny_config(synth_root)
     split = resolve_split(config).trainval()
     baseline = run_training(config, load_trainval(config, split), tmp_path / "base", lambda m, c: None)
