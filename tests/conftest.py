@@ -57,3 +57,9 @@ def ray_with_access_log(tmp_path_factory):
         os.environ.pop("SCOLIO_ACCESS_LOG", None)
     else:
         os.environ["SCOLIO_ACCESS_LOG"] = previous
+
+
+def access_log_reads(path: Path, start: int = 0) -> list[tuple[int, str]]:
+    """(pid, sequence id) of every pkl read logged to a SCOLIO_ACCESS_LOG file, from line `start` on."""
+    lines = path.read_text().splitlines()[start:] if path.exists() else []
+    return [(int(pid), seq_id) for pid, seq_id, _ in (line.split("\t") for line in lines)]

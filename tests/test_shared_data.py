@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import access_log_reads, tiny_config
 from scolio_core.protocol import resolve_split
 from sweeps.profiles import load_profile
 from trainables.shared_data import SharedData, freeze, loading_configs, loading_key, trial_data
@@ -90,11 +89,6 @@ def test_the_loop_trains_and_evaluates_on_read_only_data(synth_root, tmp_path, o
     assert reports and reports[-1]["val/n"] == len(data.val)
 
 
-def _reads(path: Path, start: int = 0) -> list[tuple[int, str]]:
-    lines = path.read_text().splitlines()[start:] if path.exists() else []
-    return [(int(pid), seq_id) for pid, seq_id, _ in (line.split("\t") for line in lines)]
-
-
 @pytest.mark.slow
 def test_trials_map_the_drivers_copy_read_no_files_and_score_as_unshared(synth_root, tmp_path,
                                                                          ray_with_access_log):
@@ -111,9 +105,9 @@ def test_trials_map_the_drivers_copy_read_no_files_and_score_as_unshared(synth_r
     trial_config = config.replace(**{"data.partition": ""})
 
     # The driver's side of a sweep with one loading key (body-only poses).
-    mark = len(_reads(log))
+    mark = len(access_log_reads(log))
     shared = share_trainval([trial_config], trainval)
-    driver_reads = {seq_id for pid, seq_id in _reads(log, mark) if pid == os.getpid()}
+    driver_reads = {seq_id for pid, seq_id in access_log_reads(log, mark) if pid == os.getpid()}
     assert driver_reads == set(trainval.train) | set(trainval.val)  # train + val, never a test id
     assert len(shared.refs) == 1
 
@@ -146,7 +140,7 @@ def test_trials_map_the_drivers_copy_read_no_files_and_score_as_unshared(synth_r
 
     space = trial_config.to_flat()
     space["case"] = tune.grid_search(["shared", "own"])
-    mark = len(_reads(log))
+    mark = len(access_log_reads(log))
     results = tune.Tuner(tune.with_parameters(trainable, split=trainval, shared=shared), param_space=space,
                          tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max", reuse_actors=False),
                          run_config=tune.RunConfig(storage_path=str(tmp_path), name="shared")).fit()
@@ -154,7 +148,7 @@ def test_trials_map_the_drivers_copy_read_no_files_and_score_as_unshared(synth_r
 
     pids = {case: int(pid) for pid, case in (line.split("\t") for line in pid_file.read_text().splitlines())}
     assert len(set(pids.values())) == 2  # one process per trial, so reads are attributable
-    reads = _reads(log, mark)
+    reads = access_log_reads(log, mark)
     by_case = {case: {seq_id for p, seq_id in reads if p == pid} for case, pid in pids.items()}
     assert by_case["shared"] == set()  # no data file at all: the arrays came from the object store
     assert by_case["own"] == set(trainval.train) | set(trainval.val)

@@ -8,7 +8,7 @@ import os
 import pytest
 from ray import tune
 
-from conftest import tiny_config
+from conftest import access_log_reads, tiny_config
 from scolio_core.batches import load_trainval
 from scolio_core.checkpoint import read_checkpoint
 from scolio_core.errors import ContractError
@@ -20,9 +20,8 @@ from trainables.finetune import load_warm_start, train_finetune
 pytestmark = pytest.mark.slow
 
 
-def reads_by_other_processes(path) -> list[tuple[str, str]]:
-    rows = [line.split("\t") for line in path.read_text().splitlines()] if path.exists() else []
-    return [(pid, seq_id) for pid, seq_id, _ in rows if int(pid) != os.getpid()]
+def reads_by_other_processes(path) -> list[tuple[int, str]]:
+    return [(pid, seq_id) for pid, seq_id in access_log_reads(path) if pid != os.getpid()]
 
 
 def test_trials_never_read_test_ids(synth_root, tmp_path, ray_with_access_log):
