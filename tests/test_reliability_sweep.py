@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -68,7 +69,12 @@ class Sweep:
         self.results = directory / "results"
         # A frozen copy: a colleague editing sweeps/smoke.yaml between our re-runs must not change the sweep.
         profile = directory / "smoke.yaml"
-        shutil.copyfile(ROOT / "sweeps" / "smoke.yaml", profile)
+        # ASHA off in effect (grace = every evaluation): a trial it stopped at its first rung would never
+        # report again, and with trials now a few seconds long that raced the worker kill below.
+        text = (ROOT / "sweeps" / "smoke.yaml").read_text()
+        evaluations = iterations // 6
+        profile.write_text(re.sub(r"(?m)^asha: .*$", f"asha: {{grace_period: {evaluations}, reduction_factor: 2}}",
+                                  text))
         self.args = ["--profile", str(profile), "--name", name, "--data-root", str(data_root),
                      "--partition", str(partition), "--tracking-uri", self.uri,
                      "--storage-path", str(self.storage), "--results-dir", str(self.results),
