@@ -88,7 +88,7 @@ class TrialProcess:
         import torch
 
         from scolio_core.config import ExperimentConfig
-        from scolio_core.train import run_training
+        from scolio_core.training.loop import run_training
         from trainables.shared_data import trial_data
 
         torch.set_num_threads(1)
@@ -110,11 +110,11 @@ class TrialProcess:
 
 def measure(config, trials: int, mode: str, steps: int) -> dict:
     """N trial processes at once in `mode` (own | shared); memory read while all hold their data."""
-    from scolio_core.protocol import resolve_split
+    from scolio_core.data.resolve import resolve_split
     from trainables.shared_data import share_trainval
 
     split = resolve_split(config).trainval()
-    trial_config = config.replace(**{"data.partition": ""})
+    trial_config = config.for_trial()
     shared, driver_load_s = None, 0.0
     if mode == "shared":
         start = time.perf_counter()
@@ -142,8 +142,8 @@ def measure(config, trials: int, mode: str, steps: int) -> dict:
 
 def release_root(scratch: Path, seeds: int, full: bool) -> tuple[Path, Path]:
     """A release-sized root and its partition (hard links to `seeds` synthesised sequences unless `full`)."""
-    from scolio_core.dataset import index_release
-    from scolio_core.synth import synthesize
+    from scolio_core.data.release import index_release
+    from scolio_core.data.synth import synthesize
 
     counts = {c: TRAIN_COUNTS[c] + TEST_COUNTS[c] for c in TRAIN_COUNTS}
     seed_dir = scratch / "seed"

@@ -4,7 +4,7 @@ Run: python benchmarks/overhead.py                  # ~2 min on 2 CPU cores: dem
      python benchmarks/overhead.py --iterations 150 # the demo's full trial length
 
 The same config (the demo profile's first point: body-only maps, sigma 4; fixed seed and iterations) runs
- 1. bare: `load_trainval` + `scolio_core.train.run_training` in this process with a no-op report, 1 thread;
+ 1. bare: `load_trainval` + `scolio_core.training.loop.run_training` in this process with a no-op report, 1 thread;
  2. tuned: one trial of `trainables.baseline.train_baseline` through `sweeps.engine.run_or_restore` (a
     private local Ray, 1 CPU per trial), with `sweeps.tracking.MLflowLifecycle` logging to a temporary
     sqlite store and checkpoints every `train.eval_every` iterations (the profile's frequency) persisted
@@ -30,10 +30,10 @@ import torch
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from scolio_core.batches import load_trainval
 from scolio_core.config import ExperimentConfig
-from scolio_core.protocol import resolve_split
-from scolio_core.train import run_training
+from scolio_core.data.resolve import resolve_split
+from scolio_core.training.batches import load_trainval
+from scolio_core.training.loop import run_training
 from sweeps.common import synthetic_root
 from sweeps.profiles import load_profile
 
@@ -84,7 +84,7 @@ def run_tuned(config: ExperimentConfig, scratch: Path) -> dict:
     fit_start = time.perf_counter()
     results = run_or_restore(tune.with_parameters(train_baseline, split=split), name="overhead",
                              storage_path=str(scratch / "ray_results"),
-                             param_space=config.replace(**{"data.partition": ""}).to_flat(),
+                             param_space=config.for_trial().to_flat(),
                              tune_config=tune_config, run_config_kwargs=run_config, callbacks=[callback],
                              resources={"cpu": 1.0, "gpu": 0.0})
     fit_wall = time.perf_counter() - fit_start

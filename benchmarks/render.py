@@ -42,7 +42,8 @@ import torch
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scolio_core.config import InputConfig
-from scolio_core.render import BACKEND_ENV, COCO_LIMBS, PARTS, render_skeleton_maps
+from scolio_core.render.constants import COCO_LIMBS, PARTS
+from scolio_core.render.skeleton import BACKEND_ENV, render_skeleton_maps
 from sweeps.profiles import load_profile
 
 GREY = ((np.arange(256) * (1.0 / 255.0)) * 255.0).astype(np.uint8)  # matplotlib cm.gray as uint8
@@ -151,10 +152,10 @@ _COMPILE_PROBE = """
 import json, sys, time
 start = time.perf_counter()
 import torch
-from scolio_core import render_cpu
+from scolio_core.render import numba_cpu
 imported = time.perf_counter()
 torch.set_num_threads(int(sys.argv[1]))
-seconds = render_cpu.warm_up(parallel=int(sys.argv[1]) > 1)
+seconds = numba_cpu.warm_up(parallel=int(sys.argv[1]) > 1)
 print(json.dumps({"compile_s": seconds, "import_s": imported - start}))
 """
 

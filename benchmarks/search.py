@@ -29,8 +29,8 @@ best, and also the cost in this script's enumeration order.
 from __future__ import annotations
 
 import argparse
-import itertools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -273,7 +273,7 @@ def run_search(variant: str, seed: int, profile: SweepProfile, trainable, storag
         if kind == "tpe":
             scheduler = None
     log = TrialLog(profile.evaluations_per_trial)
-    flat = profile.base_config().replace(**{"data.partition": ""}).to_flat()
+    flat = profile.base_config().for_trial().to_flat()
     tune_config = tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler,
                                   num_samples=len(points) if points is not None else profile.num_samples,
                                   search_alg=ConcurrencyLimiter(searcher, max_concurrent=profile.max_concurrent_trials),
@@ -376,7 +376,7 @@ def main() -> None:
     args.eval_every = args.eval_every or (12 if args.quick else 24)
     seeds = list(range(args.seeds if args.seeds is not None else (2 if args.quick else 10)))
 
-    from scolio_core.protocol import resolve_split
+    from scolio_core.data.resolve import resolve_split
     from sweeps.common import synthetic_root
 
     data_profile = SweepProfile(**{**load_profile("smoke").__dict__, "synth": SYNTH})

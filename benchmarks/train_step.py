@@ -4,7 +4,7 @@ Run: python benchmarks/train_step.py                      # ~40 s: CPU demo prof
      python benchmarks/train_step.py --sigma 6 --representation full-body --steps 20
      python benchmarks/train_step.py --profile paper       # default when CUDA is present: demo, then paper
 
-The real loop (`scolio_core.train.run_training`) runs a few steps on the profile's synthetic stand-in
+The real loop (`scolio_core.training.loop.run_training`) runs a few steps on the profile's synthetic stand-in
 (synthesised once into the sweeps' cache, $SCOLIO_CACHE or ~/.cache/scoliotune, like a sweep does). The
 loop's `frames_to_model_input` is wrapped with a timer, so each step's render time and the full step time
 (from one render call to the next: batch draw, render, forward, backward, optimiser) come from the same
@@ -26,9 +26,9 @@ import torch
 
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import scolio_core.train as train_module
-from scolio_core.batches import load_trainval
-from scolio_core.protocol import resolve_split
+import scolio_core.training.loop as train_module
+from scolio_core.data.resolve import resolve_split
+from scolio_core.training.batches import load_trainval
 from sweeps.common import synthetic_root
 from sweeps.profiles import load_profile
 

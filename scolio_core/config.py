@@ -102,6 +102,11 @@ class InputConfig:
         return (self.map_size, self.map_size - 2 * self.side_crop)
 
 
+# Model name -> what it consumes besides frames: the one place that says DRF needs PAVs. Lives here, the
+# lowest layer, because config validation, data loading and prediction all ask it.
+MODEL_INPUTS: dict[str, tuple[str, ...]] = {"sconet": (), "drf": ("pav",)}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """ScoNet-MT (silhouette), ScoNet-MT-ske (skeleton maps) or DRF (skeleton maps + PAV-guided attention)."""
@@ -112,9 +117,14 @@ class ModelConfig:
     parts: int = 16
     use_pga: bool = True  # drf only: false gives the ScoNet-MT-ske control with identical everything else
 
+    @property
+    def needs_pav(self) -> bool:
+        """Whether the model consumes per-sequence PAVs (computed from poses) beside its frames."""
+        return "pav" in MODEL_INPUTS[self.name]
+
     def validate(self) -> None:
-        if self.name not in ("sconet", "drf"):
-            raise ConfigError(f"model.name must be 'sconet' or 'drf', got {self.name!r}")
+        if self.name not in MODEL_INPUTS:
+            raise ConfigError(f"model.name must be one of {list(MODEL_INPUTS)}, got {self.name!r}")
         if self.width < 1 or self.embed_dim < 1 or self.parts < 1:
             raise ConfigError("model.width, model.embed_dim and model.parts must be positive")
 
@@ -247,8 +257,8 @@ class ExperimentConfig:
     def validate(self) -> "ExperimentConfig":
         for section in SECTIONS:
             getattr(self, section).validate()
-        if self.model.name == "drf" and self.input.modality != "skeleton":
-            raise ConfigError("model.name 'drf' needs skeleton input (PAV comes from poses); "
+        if self.model.needs_pav and self.input.modality != "skeleton":
+            raise ConfigError(f"model.name {self.model.name!r} needs skeleton input (PAV comes from poses); "
                               f"input.representation is {self.input.representation!r}")
         return self
 
@@ -275,6 +285,11 @@ class ExperimentConfig:
     def to_flat(self) -> dict[str, Any]:
         """Dotted keys -> values, as Tune param spaces and MLflow params use them."""
         return {f"{s}.{k}": v for s, section in self.to_dict().items() for k, v in section.items()}
+
+    def for_trial(self) -> "ExperimentConfig":
+        """The config a Tune trial may hold: no partition file (it lists the test ids); the trial's train/val
+        split arrives as a `TrainValSplit` instead."""
+        return self.replace(**{"data.partition": ""})
 
     def replace(self, **dotted: Any) -> "ExperimentConfig":
         """A copy with dotted-key overrides, e.g. cfg.replace(**{"input.sigma": 4.0})."""

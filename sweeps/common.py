@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-
 from scolio_core.config import ExperimentConfig, parse_assignments
+from scolio_core.data.splits import Split, TrainValSplit
 from scolio_core.errors import ConfigError, LockboxError
-from scolio_core.partitions import Split, TrainValSplit
 from sweeps.profiles import SweepProfile, define_search_space
 
 DEFAULT_EXPERIMENT = "scoliotune"
@@ -32,7 +31,7 @@ def default_cache_dir() -> Path:
 
 def synthetic_root(profile: SweepProfile, cache_dir: Path | None) -> Path:
     """Synthesise the profile's stand-in data set once into the cache (atomic rename) and return it."""
-    from scolio_core.synth import parse_ratio, synthesize
+    from scolio_core.data.synth import parse_ratio, synthesize
 
     params = {"num_sequences": 240, "frames": 40, "train_ratio": "1:1:8", "seed": 0, **profile.synth}
     ratio = params["train_ratio"]
@@ -117,7 +116,7 @@ class SweepContext:
 
     def param_space(self) -> dict[str, Any]:
         # Trials never see the partition (it lists test ids); their split arrives via with_parameters.
-        flat = self.base_config.replace(**{"data.partition": ""}).to_flat()
+        flat = self.base_config.for_trial().to_flat()
         return {k: v for k, v in flat.items() if k not in self.profile.search}
 
     @property
@@ -152,7 +151,7 @@ class SweepContext:
         """Load train+val once per loading key the search can produce and put it into Ray's object store."""
         from trainables.shared_data import loading_configs, share_trainval
 
-        base = self.base_config.replace(**{"data.partition": ""})  # what a trial's config holds
+        base = self.base_config.for_trial()  # what a trial's config holds
         return share_trainval(loading_configs(base, self.profile.search), self.trainval)
 
     def fit(self, trainable: Callable, *, search_alg=None, scheduler=None, param_space: dict | None = None,
@@ -187,8 +186,8 @@ class SweepContext:
 
 def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) -> SweepContext:
     """Resolve and check everything before compute; start/attach Ray; set up the MLflow callback."""
-    from scolio_core.lockbox import validate_test_files
-    from scolio_core.protocol import resolve_split, validate_trainval
+    from scolio_core.data.resolve import resolve_split, validate_trainval
+    from scolio_core.evaluation.lockbox import validate_test_files
 
     name = args.name or profile.name
     fixed = {**profile.fixed, **parse_assignments(getattr(args, "set", []) or [])}
@@ -241,7 +240,7 @@ def prepare_sweep(profile: SweepProfile, args: argparse.Namespace, kind: str) ->
     import torch
 
     from scolio_core import __version__
-    from scolio_core.checkpoint import git_commit
+    from scolio_core.training.checkpoint import git_commit
 
     params = {f"search.{k}": json.dumps(v) for k, v in profile.search.items()}
     params.update({f"budget.{k}": v for k, v in profile.budget.items()})
@@ -317,9 +316,10 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> d
     """Select on val, test once through the lockbox (or reuse the recorded test), write results/."""
     from mlflow.tracking import MlflowClient
 
-    from scolio_core.checkpoint import read_checkpoint
-    from scolio_core.lockbox import MlflowLedger, evaluate_test_once
-    from scolio_core.report import build_report
+    from scolio_core.evaluation.lockbox import evaluate_test_once
+    from scolio_core.tracking.ledger import MlflowLedger
+    from scolio_core.tracking.report import build_report
+    from scolio_core.training.checkpoint import read_checkpoint
 
     errors = [r for r in results if r.error is not None]
     if errors:

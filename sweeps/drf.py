@@ -20,7 +20,12 @@ import numpy as np  # noqa: E402
 
 from scolio_core.errors import ConfigError  # noqa: E402
 from sweeps.common import (  # noqa: E402
-    add_sweep_arguments, finish_sweep, prepare_sweep, print_summary, run_sweep_cli)
+    add_sweep_arguments,
+    finish_sweep,
+    prepare_sweep,
+    print_summary,
+    run_sweep_cli,
+)
 from sweeps.profiles import apply_overrides, load_profile  # noqa: E402
 
 

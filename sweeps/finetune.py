@@ -18,7 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scolio_core.errors import ConfigError  # noqa: E402
 from sweeps.common import (  # noqa: E402
-    DEFAULT_EXPERIMENT, add_sweep_arguments, build_search, finish_sweep, prepare_sweep, print_summary, run_sweep_cli)
+    DEFAULT_EXPERIMENT,
+    add_sweep_arguments,
+    build_search,
+    finish_sweep,
+    prepare_sweep,
+    print_summary,
+    run_sweep_cli,
+)
 from sweeps.profiles import SweepProfile, apply_overrides, load_profile  # noqa: E402
 
 
@@ -67,7 +74,7 @@ def run_finetune_sweep(args: argparse.Namespace):
 
     import mlflow
 
-    from scolio_core.checkpoint import read_checkpoint
+    from scolio_core.training.checkpoint import read_checkpoint
     from trainables.finetune import train_finetune
 
     tracking_uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"

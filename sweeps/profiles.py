@@ -26,7 +26,11 @@ from typing import Any
 
 import yaml
 
-from scolio_core.config import SKELETON_ONLY_FIELDS, SKELETON_REPRESENTATIONS, ExperimentConfig
+from scolio_core.config import (
+    SKELETON_ONLY_FIELDS,
+    SKELETON_REPRESENTATIONS,
+    ExperimentConfig,
+)
 from scolio_core.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent

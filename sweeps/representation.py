@@ -21,7 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweeps.common import (  # noqa: E402
-    SweepContext, add_sweep_arguments, build_search, finish_sweep, prepare_sweep, print_summary, run_sweep_cli)
+    SweepContext,
+    add_sweep_arguments,
+    build_search,
+    finish_sweep,
+    prepare_sweep,
+    print_summary,
+    run_sweep_cli,
+)
 from sweeps.profiles import apply_overrides, load_profile  # noqa: E402
 
 

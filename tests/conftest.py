@@ -20,7 +20,7 @@ def _isolated_ledger(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """60 sequences x 16 frames, 1:1:2 training ratio, both modalities and Scoliosis1K_112.json."""
-    from scolio_core.synth import synthesize
+    from scolio_core.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("synth")
     synthesize(root, num_sequences=60, frames=16, train_ratio=(1, 1, 2), seed=0, progress=False, overwrite=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_report import BEST, make_sweep
 
 
@@ -26,8 +25,8 @@ def store(tmp_path_factory):
 
 
 def test_clean_sweep_passes(store, capsys):
-    from scolio_core.cli import main
-    from scolio_core.report import audit_sweep
+    from scolio_core.cli.main import main
+    from scolio_core.tracking.report import audit_sweep
 
     audit = audit_sweep(store, "clean", "scoliotune")
     assert audit["clean"] and audit["problems"] == []
@@ -42,8 +41,8 @@ def test_clean_sweep_passes(store, capsys):
 
 
 def test_two_test_evaluations_are_flagged(store, capsys):
-    from scolio_core.cli import main
-    from scolio_core.report import audit_sweep
+    from scolio_core.cli.main import main
+    from scolio_core.tracking.report import audit_sweep
 
     audit = audit_sweep(store, "tested-twice")
     assert audit["test_evaluations"] == 2 and audit["reopened_attempts"] == [2]
@@ -53,8 +52,8 @@ def test_two_test_evaluations_are_flagged(store, capsys):
 
 
 def test_winner_that_is_not_best_by_val_is_flagged(store):
-    from scolio_core.cli import main
-    from scolio_core.report import audit_sweep
+    from scolio_core.cli.main import main
+    from scolio_core.tracking.report import audit_sweep
 
     audit = audit_sweep(store, "not-best")
     assert not audit["winner_is_best_by_val"]
@@ -65,7 +64,7 @@ def test_winner_that_is_not_best_by_val_is_flagged(store):
 
 @pytest.mark.parametrize("sweep, phrase", [("on-test", "selected on 'test'"), ("other-data", "contract mismatch")])
 def test_selection_on_test_and_contract_mismatch_are_flagged(store, sweep, phrase):
-    from scolio_core.report import audit_sweep
+    from scolio_core.tracking.report import audit_sweep
 
     audit = audit_sweep(store, sweep)
     assert not audit["clean"]

@@ -6,14 +6,19 @@ import json
 
 import pytest
 import torch
-
 from conftest import tiny_config
-from scolio_core.checkpoint import (HASHES, check_contract, read_checkpoint, sha256_file, warm_start_violations,
-                                    write_checkpoint)
+
+from scolio_core.data.resolve import resolve_split
+from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ContractError
+from scolio_core.evaluation.contract import check_contract, warm_start_violations
 from scolio_core.models import create_model
-from scolio_core.partitions import TrainValSplit
-from scolio_core.protocol import resolve_split
+from scolio_core.training.checkpoint import (
+    HASHES,
+    read_checkpoint,
+    sha256_file,
+    write_checkpoint,
+)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scolio_core.cli import COMMANDS
+from scolio_core.cli.main import COMMANDS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -14,11 +14,11 @@ import copy
 import json
 import re
 import socket
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import tomllib
 import yaml
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test extra: pip install -e .[test]")

@@ -11,9 +11,18 @@ import numpy as np
 import pytest
 
 from scolio_core import CLASS_INDEX
-from scolio_core.cli import main as cli_main
-from scolio_core.dataset import (ACCESS_LOG_ENV, SequenceSet, frame_statistics, index_release, load_pose,
-                                 load_sequences, load_silhouette, resolve_modality_root, validate_release)
+from scolio_core.cli.main import main as cli_main
+from scolio_core.data.release import (
+    ACCESS_LOG_ENV,
+    SequenceSet,
+    frame_statistics,
+    index_release,
+    load_pose,
+    load_sequences,
+    load_silhouette,
+    resolve_modality_root,
+    validate_release,
+)
 from scolio_core.errors import DataError, UnsafePickleError
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from scolio_core.protocol import resolve_split
+from scolio_core.data.resolve import resolve_split
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -27,8 +27,8 @@ def _rank_main(rank: int, root: str, out: str) -> None:
     """One rank: an uninterrupted run, then a run cut after its first report and resumed from it."""
     import torch.distributed as dist
 
-    from scolio_core.batches import load_trainval
-    from scolio_core.train import DataParallel, run_training
+    from scolio_core.training.batches import load_trainval
+    from scolio_core.training.loop import DataParallel, run_training
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=WORLD)
@@ -57,8 +57,8 @@ def _rank_main(rank: int, root: str, out: str) -> None:
 
 @pytest.mark.slow  # two spawned processes
 def test_ranks_split_the_batch_rank0_checkpoints_and_resume_is_exact(synth_root, tmp_path):
-    from scolio_core.checkpoint import read_checkpoint
-    from scolio_core.train import DataParallel
+    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.loop import DataParallel
 
     assert [DataParallel(r, 3).batch_ids(8) for r in range(3)] == [3, 3, 2]  # one P×K batch per step in all
     torch.multiprocessing.spawn(_rank_main, args=(str(synth_root), str(tmp_path)), nprocs=WORLD, join=True)
@@ -83,10 +83,10 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
     from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from scolio_core.batches import load_trainval
-    from scolio_core.checkpoint import read_checkpoint
-    from scolio_core.dataset import ACCESS_LOG_ENV
-    from scolio_core.train import run_training
+    from scolio_core.data.release import ACCESS_LOG_ENV
+    from scolio_core.training.batches import load_trainval
+    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.loop import run_training
     from sweeps.engine import connect_ray, run_or_restore
     from sweeps.tracking import MLflowLifecycle
     from trainables.distributed import data_parallel_trainable, driver_resources
@@ -108,7 +108,7 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
     try:
         lifecycle = MLflowLifecycle(uri, "dp", "dp-sweep", metric="val/macro_f1", mode="max", params={},
                                     budget=3)
-        space = config.replace(**{"data.partition": ""}).to_flat()  # the trial never sees the partition
+        space = config.for_trial().to_flat()  # the trial never sees the partition
         grid = run_or_restore(tune.with_parameters(data_parallel_trainable(WORLD), split=split.trainval()),
                               name="dp", storage_path=str(tmp_path / "ray"), param_space=space,
                               tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max"),

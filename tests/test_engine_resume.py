@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import ray
+from _processes import marked_pids, stop_marked
 from mlflow import MlflowClient
 
 from sweeps import engine
-from _processes import marked_pids, stop_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = Path(__file__).resolve().parent / "_toy_sweep.py"

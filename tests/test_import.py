@@ -16,9 +16,13 @@ import torch.nn.functional as F
 from scolio_core import CLASS_NAMES
 from scolio_core.config import ModelConfig
 from scolio_core.errors import ContractError
-from scolio_core.foreign import (DRF_AUTHOR_CLASS_ORDER, convert_drf_author_state, convert_opengait_state,
-                                 load_foreign_state)
 from scolio_core.models import create_model
+from scolio_core.models.foreign import (
+    DRF_AUTHOR_CLASS_ORDER,
+    convert_drf_author_state,
+    convert_opengait_state,
+    load_foreign_state,
+)
 
 torch.set_num_threads(1)
 
@@ -188,8 +192,8 @@ def test_refuses_non_weights_file(tmp_path: Path) -> None:
 
 
 def test_import_checkpoint_cli_writes_loadable_checkpoint(opengait_file, tmp_path: Path, capsys) -> None:
-    checkpoint = pytest.importorskip("scolio_core.checkpoint")
-    from scolio_core.cli import main
+    checkpoint = pytest.importorskip("scolio_core.training.checkpoint")
+    from scolio_core.cli.main import main
 
     path, sd = opengait_file
     partition = tmp_path / "Scoliosis1K_112.json"

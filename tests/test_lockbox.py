@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from conftest import tiny_config
 from mlflow.tracking import MlflowClient
 
-from conftest import tiny_config
-from scolio_core.batches import load_trainval
-from scolio_core.checkpoint import read_checkpoint
+from scolio_core.data.resolve import resolve_split
 from scolio_core.errors import ContractError, LockboxError
-from scolio_core.lockbox import FileLedger, MlflowLedger, evaluate_test_once, evaluation_count
-from scolio_core.protocol import resolve_split
-from scolio_core.train import run_training
+from scolio_core.evaluation.lockbox import (
+    FileLedger,
+    evaluate_test_once,
+    evaluation_count,
+)
+from scolio_core.tracking.ledger import MlflowLedger
+from scolio_core.training.batches import load_trainval
+from scolio_core.training.checkpoint import read_checkpoint
+from scolio_core.training.loop import run_training
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,7 @@ def test_second_look_is_refused_and_reopen_is_labelled(trained, tmp_path):
 def test_a_look_that_crashed_still_counts(trained, tmp_path, monkeypatch):
     checkpoint, config, split = trained
     ledger = FileLedger("crashy", tmp_path / "ledger.jsonl")
-    import scolio_core.lockbox as lockbox
+    import scolio_core.evaluation.lockbox as lockbox
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed mid-evaluation")

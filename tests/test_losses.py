@@ -12,7 +12,12 @@ import torch.nn.functional as F
 
 from scolio_core.config import LossConfig
 from scolio_core.errors import DataError
-from scolio_core.losses import ScoNetLoss, batch_all_triplet_loss, class_weights_for, part_cross_entropy
+from scolio_core.models.losses import (
+    ScoNetLoss,
+    batch_all_triplet_loss,
+    class_weights_for,
+    part_cross_entropy,
+)
 
 torch.set_num_threads(1)
 

@@ -7,10 +7,22 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+)
 
-from scolio_core.metrics import (CI_METRICS, _metrics_from_confusion, bootstrap_ci, classification_metrics,
-                                 flatten_metrics, probabilities)
+from scolio_core.training.metrics import (
+    CI_METRICS,
+    _metrics_from_confusion,
+    bootstrap_ci,
+    classification_metrics,
+    flatten_metrics,
+    probabilities,
+)
 
 
 @pytest.fixture

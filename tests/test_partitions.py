@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from scolio_core.data.splits import (
+    Partition,
+    Split,
+    TrainValSplit,
+    carve_split,
+    load_partition,
+)
 from scolio_core.errors import ConfigError, DataError
-from scolio_core.partitions import Partition, Split, TrainValSplit, carve_split, load_partition
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 OFFICIAL = SHARED / "scoliosis1k_partitions"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scolio_core.errors import ContractError, DataError
-from scolio_core.pav import PAV_SHAPE, PAVNormalizer, compute_pav
+from scolio_core.render.pav import PAV_SHAPE, PAVNormalizer, compute_pav
 
 SHOULDERS = 2  # row of the shoulder pair in the PAV
 HEIGHT, MIDLINE, TILT = 0, 1, 2

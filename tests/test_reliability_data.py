@@ -295,9 +295,9 @@ def test_production_code_deserialises_only_through_safe_loaders():
 def checkpoint(synth_root, tmp_path) -> Path:
     from conftest import tiny_config
 
-    from scolio_core.checkpoint import write_checkpoint
+    from scolio_core.data.resolve import resolve_split
     from scolio_core.models import create_model
-    from scolio_core.protocol import resolve_split
+    from scolio_core.training.checkpoint import write_checkpoint
 
     config = tiny_config(synth_root)
     model = create_model(config.model, config.input.in_channels)
@@ -306,7 +306,7 @@ def checkpoint(synth_root, tmp_path) -> Path:
 
 
 def _scolio_eval(checkpoint: Path, synth_root: Path, capsys) -> tuple[int, str]:
-    from scolio_core.cli import main
+    from scolio_core.cli.main import main
 
     code = main(["eval", "--checkpoint", str(checkpoint), "--data-root", str(synth_root),
                  "--partition", str(synth_root / PARTITION), "--split", "val", "--device", "cpu", "--json"])
@@ -322,7 +322,7 @@ def test_eval_accepts_the_untampered_checkpoint(checkpoint, synth_root, capsys):
 
 
 def _rehash(directory: Path) -> None:
-    from scolio_core.checkpoint import HASHES, sha256_file
+    from scolio_core.training.checkpoint import HASHES, sha256_file
 
     hashes = json.loads((directory / HASHES).read_text())
     (directory / HASHES).write_text(json.dumps({name: sha256_file(directory / name) for name in hashes}))

@@ -12,7 +12,8 @@ from matplotlib import cm
 
 from scolio_core.config import InputConfig
 from scolio_core.errors import ConfigError, DataError
-from scolio_core.render import impute_missing, render_skeleton_maps, resize_weights
+from scolio_core.render.impute import impute_missing
+from scolio_core.render.skeleton import render_skeleton_maps, resize_weights
 
 torch.set_num_threads(1)
 
@@ -263,9 +264,9 @@ def test_scolio_render_exports_opengait_layout(tmp_path) -> None:
     import json
     import pickle
 
-    from scolio_core.cli import main
-    from scolio_core.dataset import index_release
-    from scolio_core.safe_pickle import safe_load
+    from scolio_core.cli.main import main
+    from scolio_core.data.release import index_release
+    from scolio_core.data.safe_pickle import safe_load
 
     root = tmp_path / "pose"
     sequences = {"00001": "negative", "00002": "Positive", "00003": "neutral"}
@@ -304,7 +305,7 @@ def test_chunked_batches_match_frame_by_frame(monkeypatch) -> None:
     """Windows and part bands are shared by the frames of a chunk: a mixed batch split over several
     chunks (different people, sizes, a frame with nothing drawn, a pose partly off canvas) must render
     each frame exactly as it renders alone."""
-    from scolio_core import render
+    from scolio_core.render import skeleton as render
 
     poses = make_poses(9, seed=11)
     poses[2, :, :2] = poses[2, :, :2] * 0.6 + 40  # a smaller, shifted person

@@ -1,4 +1,4 @@
-"""The fused numba CPU renderer (scolio_core/render_cpu.py) against the torch renderer it replaces on CPU:
+"""The fused numba CPU renderer (scolio_core/render/numba_cpu.py) against the torch renderer it replaces on CPU:
 same maps for every InputConfig knob, the SCOLIO_RENDER_BACKEND switch, threads, and the no-cache
 fallback. (tests/test_render.py checks both against slow references; it runs the numba path on CPU.)"""
 
@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from scolio_core import render, render_cpu
 from scolio_core.config import InputConfig
 from scolio_core.errors import ConfigError
-from scolio_core.render import render_skeleton_maps
+from scolio_core.render import constants, numba_cpu
+from scolio_core.render import skeleton as render
+from scolio_core.render.skeleton import render_skeleton_maps
 
 torch.set_num_threads(1)
-pytestmark = pytest.mark.skipif(not render_cpu.available(), reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not numba_cpu.available(), reason="numba is not installed")
 
 STANDING = np.array([[250, 100], [254, 96], [246, 96], [259, 99], [241, 99], [266, 122], [234, 122],
                      [272, 150], [228, 150], [275, 176], [225, 176], [260, 182], [240, 182],
@@ -86,8 +87,8 @@ def test_numba_matches_torch(cfg: InputConfig, monkeypatch) -> None:
 def test_backend_switch(monkeypatch) -> None:
     poses = awkward_poses(10)[:4]
     calls = []
-    real = render_cpu.render_frames
-    monkeypatch.setattr(render_cpu, "render_frames", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = numba_cpu.render_frames
+    monkeypatch.setattr(numba_cpu, "render_frames", lambda *a, **k: calls.append(1) or real(*a, **k))
     for backend, used in (("torch", 0), ("auto", 1), ("numba", 2), ("", 3)):
         monkeypatch.setenv(render.BACKEND_ENV, backend)
         render_skeleton_maps(poses, BASE)
@@ -112,11 +113,11 @@ def test_threads_split_frames_without_changing_results(monkeypatch) -> None:
 
 def test_grey_levels_follow_matplotlibs_table() -> None:
     index = np.arange(256)
-    np.testing.assert_array_equal(render_cpu._grey_table_formula(index), render._GREY_LUT)
+    np.testing.assert_array_equal(numba_cpu._grey_table_formula(index), constants.GREY_LUT)
     # The kernel's float32 form, just above each level boundary and just below the next one.
     for value in (index / 256.0 + 1e-6, (index + 1) / 256.0 - 1e-6):
-        got = [render_cpu._grey_level(np.float32(v)) for v in value]
-        np.testing.assert_array_equal(got, render._GREY_LUT)
+        got = [numba_cpu._grey_level(np.float32(v)) for v in value]
+        np.testing.assert_array_equal(got, constants.GREY_LUT)
 
 
 def test_uncached_compile_when_no_cache_location(monkeypatch) -> None:
@@ -124,14 +125,14 @@ def test_uncached_compile_when_no_cache_location(monkeypatch) -> None:
     from numba.core import config
 
     monkeypatch.setattr(config, "CACHE_LOCATOR_CLASSES", "ZipCacheLocator")  # never applies to a .py file
-    monkeypatch.setattr(render_cpu, "_CACHE_WARNED", False)
+    monkeypatch.setattr(numba_cpu, "_CACHE_WARNED", False)
 
     def double(x):
         return 2 * x
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        jitted = render_cpu._njit()(double)
+        jitted = numba_cpu._njit()(double)
     assert jitted(21) == 42
     assert any("NUMBA_CACHE_DIR" in str(w.message) for w in caught)
 
@@ -144,7 +145,7 @@ def test_batch_equals_frames_rendered_alone(cfg: InputConfig) -> None:
     """Resize weights are computed once per crop length and render call, and reused by later frames
     (per resize mode); a batch must give exactly what each frame gives alone."""
     poses = awkward_poses(12, seed=3)
-    batch = render_cpu.render_frames(poses, cfg, cfg.side_crop, True)
-    alone = torch.cat([render_cpu.render_frames(poses[i:i + 1], cfg, cfg.side_crop, True) for i in range(12)])
+    batch = numba_cpu.render_frames(poses, cfg, cfg.side_crop, True)
+    alone = torch.cat([numba_cpu.render_frames(poses[i:i + 1], cfg, cfg.side_crop, True) for i in range(12)])
     torch.testing.assert_close(batch, alone, atol=0, rtol=0)
     assert batch.amax() > 0

@@ -2,7 +2,7 @@
 
 `make_sweep` builds a parent run + 4 child runs (FINISHED, KILLED by ASHA, FINISHED, FAILED) with
 per-step val metrics, a checkpoint artifact with contract.json on the winner, and real lockbox ledger
-entries (scolio_core.lockbox.MlflowLedger) on the parent. tests/test_audit.py reuses it.
+entries (scolio_core.evaluation.lockbox.MlflowLedger) on the parent. tests/test_audit.py reuses it.
 """
 
 from __future__ import annotations
@@ -35,14 +35,18 @@ ITERATIONS_PER_EVAL = 30
 
 
 def _split():
-    from scolio_core.partitions import Split
+    from scolio_core.data.splits import Split
 
     return Split("Scoliosis1K_118", train=("00001", "00002", "00003", "00004"), val=("00005", "00006"),
                  test=("00007", "00008", "00009", "00010", "00011", "00012"))
 
 
 def _test_metrics(y_true, y_pred) -> dict:
-    from scolio_core.metrics import bootstrap_ci, classification_metrics, flatten_metrics
+    from scolio_core.training.metrics import (
+        bootstrap_ci,
+        classification_metrics,
+        flatten_metrics,
+    )
 
     metrics = flatten_metrics(classification_metrics(y_true, y_pred), "test")
     for name, (low, high) in bootstrap_ci(y_true, y_pred, n_resamples=200, seed=0).items():
@@ -57,8 +61,8 @@ def make_sweep(tracking_uri: str, workdir: Path, sweep: str, *, looks: int = 1, 
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from scolio_core.checkpoint import checkpoint_hash, write_checkpoint
-    from scolio_core.lockbox import MlflowLedger
+    from scolio_core.tracking.ledger import MlflowLedger
+    from scolio_core.training.checkpoint import checkpoint_hash, write_checkpoint
 
     torch.set_num_threads(1)
     client = MlflowClient(tracking_uri)
@@ -142,7 +146,7 @@ def _search_children(uri: str, parent: str) -> pd.DataFrame:
 def test_leaderboard_rows_match_the_mlflow_record(store, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from scolio_core.report import build_report
+    from scolio_core.tracking.report import build_report
 
     uri, sweeps = store
     paths = build_report(uri, "clean", tmp_path / "results", experiment=EXPERIMENT)
@@ -174,7 +178,7 @@ def test_leaderboard_rows_match_the_mlflow_record(store, tmp_path):
 def test_one_test_row_for_the_winner_only(store, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from scolio_core.report import build_report
+    from scolio_core.tracking.report import build_report
 
     uri, sweeps = store
     board = pd.read_csv(build_report(uri, "clean", tmp_path / "clean").leaderboard_csv)
@@ -191,7 +195,7 @@ def test_one_test_row_for_the_winner_only(store, tmp_path):
 
 
 def test_report_writes_plots_and_summary(store, tmp_path):
-    from scolio_core.report import build_report
+    from scolio_core.tracking.report import build_report
 
     uri, _ = store
     paths = build_report(uri, "clean", tmp_path / "out")
@@ -233,7 +237,7 @@ def test_skeleton_preview_renders_each_setting(tmp_path):
     import matplotlib.image
     import torch
 
-    from scolio_core.plots import skeleton_preview
+    from scolio_core.tracking.plots import skeleton_preview
 
     torch.set_num_threads(1)
     poses = _walker()
@@ -251,8 +255,8 @@ def test_skeleton_preview_renders_each_setting(tmp_path):
 def test_report_adds_previews_when_data_is_found(store, tmp_path, monkeypatch):
     import torch
 
-    from scolio_core.dataset import ACCESS_LOG_ENV
-    from scolio_core.report import build_report
+    from scolio_core.data.release import ACCESS_LOG_ENV
+    from scolio_core.tracking.report import build_report
 
     torch.set_num_threads(1)
     uri, _ = store
@@ -269,7 +273,7 @@ def test_report_adds_previews_when_data_is_found(store, tmp_path, monkeypatch):
 
 
 def test_cli_report_prints_files_and_names_unknown_sweeps(store, tmp_path, capsys):
-    from scolio_core.cli import main
+    from scolio_core.cli.main import main
 
     uri, _ = store
     out = tmp_path / "cli"
@@ -283,7 +287,7 @@ def test_cli_report_prints_files_and_names_unknown_sweeps(store, tmp_path, capsy
 
 
 def test_markdown_table_blanks_missing_values():
-    from scolio_core.report import markdown_table
+    from scolio_core.tracking.report import markdown_table
 
     table = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x|y", None]}))
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | x\\|y |", "|  |  |"]
@@ -292,7 +296,7 @@ def test_markdown_table_blanks_missing_values():
 def test_searched_params_from_parent_or_from_what_varies():
     from types import SimpleNamespace
 
-    from scolio_core.report import _searched_params
+    from scolio_core.tracking.report import _searched_params
 
     def trial(**params):
         return SimpleNamespace(params={"model.width": 16, **params})

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scolio_core.data.safe_pickle import safe_load, safe_loads
 from scolio_core.errors import DataError, UnsafePickleError
-from scolio_core.safe_pickle import safe_load, safe_loads
 
 
 class _WritesFileWithOsSystem:

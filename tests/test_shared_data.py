@@ -12,11 +12,17 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import access_log_reads, tiny_config
-from scolio_core.protocol import resolve_split
+
+from scolio_core.data.resolve import resolve_split
 from sweeps.profiles import load_profile
-from trainables.shared_data import SharedData, freeze, loading_configs, loading_key, trial_data
+from trainables.shared_data import (
+    SharedData,
+    freeze,
+    loading_configs,
+    loading_key,
+    trial_data,
+)
 
 
 def _modalities(configs) -> list[tuple[str, int, str]]:
@@ -76,8 +82,8 @@ def test_the_loop_trains_and_evaluates_on_read_only_data(synth_root, tmp_path, o
     # (Poses without PAVs run read-only in the Ray test below.)
     import torch
 
-    from scolio_core.batches import load_trainval
-    from scolio_core.train import run_training
+    from scolio_core.training.batches import load_trainval
+    from scolio_core.training.loop import run_training
 
     torch.set_num_threads(1)
     config = tiny_config(synth_root, **overrides)
@@ -102,7 +108,7 @@ def test_trials_map_the_drivers_copy_read_no_files_and_score_as_unshared(synth_r
     config = tiny_config(synth_root)
     split = resolve_split(config)
     trainval = split.trainval()
-    trial_config = config.replace(**{"data.partition": ""})
+    trial_config = config.for_trial()
 
     # The driver's side of a sweep with one loading key (body-only poses).
     mark = len(access_log_reads(log))

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from scolio_core.errors import ConfigError
-from sweeps.storage import SHARED_ENV_VAR, check_storage_path, count_alive_nodes, mount_fstype, read_mounts
+from sweeps.storage import (
+    SHARED_ENV_VAR,
+    check_storage_path,
+    count_alive_nodes,
+    mount_fstype,
+    read_mounts,
+)
 
 MOUNTS = """\
 overlay / overlay rw,relatime 0 0

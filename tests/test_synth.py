@@ -1,4 +1,4 @@
-"""Tests for the synthetic Scoliosis1K stand-in (scolio_core/synth.py) and `scolio synth`.
+"""Tests for the synthetic Scoliosis1K stand-in (scolio_core/data/synth.py) and `scolio synth`.
 
     python -m pytest -q tests/test_synth.py
 """
@@ -14,10 +14,19 @@ import pytest
 from sklearn.metrics import f1_score
 
 from scolio_core import CLASS_NAMES
-from scolio_core.cli import main as cli_main
+from scolio_core.cli.main import main as cli_main
+from scolio_core.data.synth import (
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    MIN_SEQUENCES,
+    SEVERITY_THRESHOLDS,
+    crop_and_centre,
+    parse_ratio,
+    partition_filename,
+    plan_counts,
+    synthesize,
+)
 from scolio_core.errors import ConfigError, DataError
-from scolio_core.synth import (IMAGE_HEIGHT, IMAGE_WIDTH, MIN_SEQUENCES, SEVERITY_THRESHOLDS, crop_and_centre,
-                               parse_ratio, partition_filename, plan_counts, synthesize)
 
 POSE, SIL = "Scoliosis1K-pose-pkl", "Scoliosis1K-sil-pkl"
 N, T = 60, 10
@@ -188,7 +197,7 @@ def test_cli_refuses_non_empty_dir_then_writes(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_data_layer_reads_the_output(release) -> None:
-    dataset = pytest.importorskip("scolio_core.dataset", reason="scolio_core.dataset not written yet")
+    dataset = pytest.importorskip("scolio_core.data.release", reason="scolio_core.data.release not written yet")
     out, summary = release
     split = json.loads(summary.partition_path.read_text())
     for modality, root in (("skeleton", out / POSE), ("silhouette", out / SIL)):

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import _toy_sweep
 import pytest
 import ray
 import ray.cloudpickle
@@ -25,10 +26,14 @@ from mlflow import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-import _toy_sweep
 from scolio_core.errors import ConfigError
 from sweeps.engine import connect_ray, run_or_restore
-from sweeps.tracking import (MLflowLifecycle, flatten_params, result_metrics, summarize_sweep)
+from sweeps.tracking import (
+    MLflowLifecycle,
+    flatten_params,
+    result_metrics,
+    summarize_sweep,
+)
 
 # Workers cannot import tests/_toy_sweep.py by name: ship the trainable's code with the pickle.
 ray.cloudpickle.register_pickle_by_value(_toy_sweep)

@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import tiny_config
-from scolio_core.batches import load_trainval
-from scolio_core.checkpoint import read_checkpoint
-from scolio_core.protocol import resolve_split
-from scolio_core.train import lr_factor, run_training
+
+from scolio_core.data.resolve import resolve_split
+from scolio_core.training.batches import load_trainval
+from scolio_core.training.checkpoint import read_checkpoint
+from scolio_core.training.loop import lr_factor, run_training
 
 
 class Interrupt(Exception):

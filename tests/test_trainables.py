@@ -6,14 +6,14 @@ import json
 import os
 
 import pytest
+from conftest import access_log_reads, tiny_config
 from ray import tune
 
-from conftest import access_log_reads, tiny_config
-from scolio_core.batches import load_trainval
-from scolio_core.checkpoint import read_checkpoint
+from scolio_core.data.resolve import resolve_split
 from scolio_core.errors import ContractError
-from scolio_core.protocol import resolve_split
-from scolio_core.train import run_training
+from scolio_core.training.batches import load_trainval
+from scolio_core.training.checkpoint import read_checkpoint
+from scolio_core.training.loop import run_training
 from trainables.baseline import train_baseline
 from trainables.finetune import load_warm_start, train_finetune
 
@@ -27,7 +27,7 @@ def reads_by_other_processes(path) -> list[tuple[int, str]]:
 def test_trials_never_read_test_ids(synth_root, tmp_path, ray_with_access_log):
     config = tiny_config(synth_root)
     split = resolve_split(config)
-    space = config.replace(**{"data.partition": ""}).to_flat()
+    space = config.for_trial().to_flat()
     space["input.representation"] = tune.grid_search(["body-only", "silhouette"])
     tuner = tune.Tuner(tune.with_parameters(train_baseline, split=split.trainval()), param_space=space,
                        tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max"),
@@ -65,7 +65,7 @@ def test_finetune_refuses_a_contradicting_contract_and_starts_from_the_exact_wei
     allowed = finetune.replace(**{"input.sigma": 3.0, "train.allow_contract_change": True})
     assert load_warm_start(allowed, split).directory == baseline.best_checkpoint
 
-    space = finetune.replace(**{"data.partition": ""}).to_flat()
+    space = finetune.for_trial().to_flat()
     results = tune.Tuner(tune.with_parameters(train_finetune, split=split), param_space=space,
                          tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max"),
                          run_config=tune.RunConfig(storage_path=str(tmp_path), name="ft")).fit()

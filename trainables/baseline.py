@@ -14,8 +14,8 @@ from __future__ import annotations
 import shutil
 
 from scolio_core.config import ExperimentConfig
-from scolio_core.partitions import TrainValSplit
-from scolio_core.train import run_training
+from scolio_core.data.splits import TrainValSplit
+from scolio_core.training.loop import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
 from trainables.shared_data import SharedData, trial_data
 
@@ -23,7 +23,7 @@ from trainables.shared_data import SharedData, trial_data
 def trial_experiment_config(config: dict) -> ExperimentConfig:
     """The trial's ExperimentConfig; any partition reference is stripped so test ids are unreachable."""
     experiment = ExperimentConfig.from_dict(config)
-    return experiment.replace(**{"data.partition": ""})
+    return experiment.for_trial()
 
 
 def train_baseline(config: dict, split: TrainValSplit, shared: SharedData | None = None) -> None:

@@ -12,12 +12,18 @@ import os
 import shutil
 from pathlib import Path
 
-from scolio_core.checkpoint import Checkpoint, read_checkpoint, warm_start_violations
 from scolio_core.config import ExperimentConfig
+from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ConfigError, ContractError
-from scolio_core.inference import checkpoint_pav, load_model, pick_device, predict_sequences
-from scolio_core.partitions import TrainValSplit
-from scolio_core.train import run_training
+from scolio_core.evaluation.contract import warm_start_violations
+from scolio_core.training.checkpoint import Checkpoint, read_checkpoint
+from scolio_core.training.inference import (
+    checkpoint_pav,
+    load_model,
+    pick_device,
+    predict_sequences,
+)
+from scolio_core.training.loop import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
 from trainables.baseline import trial_experiment_config
 from trainables.shared_data import SharedData, trial_data

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from scolio_core.batches import TrainValData, load_trainval
 from scolio_core.config import ExperimentConfig
+from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ConfigError
-from scolio_core.partitions import TrainValSplit
+from scolio_core.training.batches import TrainValData, load_trainval
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _data_knobs(config: ExperimentConfig) -> list[str]:
     knobs = [modality, str(config.data.modality_root(modality))]
     if modality == "skeleton":  # silhouettes are not imputed: the knob does not change them
         knobs.append(f"impute_neighbors={config.input.impute_neighbors}")
-    knobs.append(f"pav={config.model.name == 'drf'}")
+    knobs.append(f"pav={config.model.needs_pav}")
     return knobs
 
 

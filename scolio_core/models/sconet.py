@@ -1,7 +1,7 @@
 """ScoNet-MT: a per-frame ResNet9, temporal max pooling, a 16-strip horizontal pyramid, part FCs, BN-neck.
 
 The layer layout follows OpenGait's `ScoNet` (the paper's ScoNet-MT, trained with triplet + CE) so that
-an OpenGait checkpoint maps one-to-one onto these parameters (see `scolio_core.foreign`). Fed 2-channel
+an OpenGait checkpoint maps one-to-one onto these parameters (see `scolio_core.models.foreign`). Fed 2-channel
 skeleton maps instead of silhouettes, the same network is ScoNet-MT-ske.
 
 Input is a packed batch: `frames (N_total, C, H, W)` where sequence i owns `lengths[i]` consecutive rows.

@@ -28,8 +28,8 @@ import torch
 
 from scolio_core import CLASS_NAMES, __version__
 from scolio_core.config import ExperimentConfig
+from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ContractError
-from scolio_core.partitions import TrainValSplit
 
 WEIGHTS = "weights.pt"
 TRAINING_STATE = "training_state.pt"
@@ -170,45 +170,3 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
     config = ExperimentConfig.from_dict(contract["config"])
     model_state = load_tensors(directory / WEIGHTS)
     return Checkpoint(directory=directory, config=config, contract=contract, model_state=model_state)
-
-
-def contract_violations(checkpoint: Checkpoint, config: ExperimentConfig, evaluated_ids: list[str] | tuple[str, ...],
-                        split_name: str) -> list[str]:
-    """Ways evaluating `checkpoint` with `config` on `evaluated_ids` breaks its contract (empty: none)."""
-    problems: list[str] = []
-    recorded = checkpoint.config.input
-    if recorded.modality != config.input.modality:
-        problems.append(f"modality: checkpoint {recorded.modality}, data {config.input.modality}")
-    for key, value in config.input.__dict__.items():
-        if getattr(recorded, key) != value:
-            problems.append(f"input.{key}: checkpoint {getattr(recorded, key)!r}, requested {value!r}")
-    split = checkpoint.split
-    if split is not None:
-        overlap = sorted(set(split.train) & set(evaluated_ids))
-        if overlap:
-            problems.append(f"{len(overlap)} evaluated {split_name} id(s) were training ids of this checkpoint "
-                            f"(e.g. {', '.join(overlap[:3])})")
-    return problems
-
-
-def check_contract(checkpoint: Checkpoint, config: ExperimentConfig, evaluated_ids: list[str] | tuple[str, ...],
-                   split_name: str, override: bool = False) -> list[str]:
-    """Raise ContractError on violations unless `override`; returns the (overridden) violations."""
-    problems = contract_violations(checkpoint, config, evaluated_ids, split_name)
-    if problems and not override:
-        raise ContractError(f"{checkpoint.directory}: data contract violated: " + "; ".join(problems)
-                            + " (pass --override-contract to evaluate anyway; it is recorded)")
-    return problems
-
-
-def warm_start_violations(baseline: Checkpoint, config: ExperimentConfig, split: TrainValSplit) -> list[str]:
-    """Ways a finetune `config` on `split` contradicts the baseline checkpoint it warm-starts from."""
-    problems = contract_violations(baseline, config, split.val, "val")
-    for key, value in config.model.__dict__.items():
-        if getattr(baseline.config.model, key) != value:
-            problems.append(f"model.{key}: baseline {getattr(baseline.config.model, key)!r}, finetune {value!r}")
-    recorded = baseline.split
-    if recorded is not None and recorded.fingerprint != split.fingerprint:
-        problems.append(f"split: baseline {recorded.partition}/{recorded.fingerprint[:12]}, "
-                        f"finetune {split.partition}/{split.fingerprint[:12]} (val ids could overlap baseline training)")
-    return problems

@@ -24,14 +24,20 @@ from typing import Protocol
 import numpy as np
 
 from scolio_core import __version__
-from scolio_core.batches import load_sequence_set
-from scolio_core.checkpoint import Checkpoint, check_contract, checkpoint_hash, git_commit
 from scolio_core.config import ExperimentConfig
-from scolio_core.dataset import validate_release
+from scolio_core.data.release import validate_release
+from scolio_core.data.splits import Split
 from scolio_core.errors import LockboxError
-from scolio_core.inference import checkpoint_pav, load_model, pick_device, predict_sequences
-from scolio_core.metrics import bootstrap_ci, flatten_metrics
-from scolio_core.partitions import Split
+from scolio_core.evaluation.contract import check_contract
+from scolio_core.training.batches import load_sequence_set
+from scolio_core.training.checkpoint import Checkpoint, checkpoint_hash, git_commit
+from scolio_core.training.inference import (
+    checkpoint_pav,
+    load_model,
+    pick_device,
+    predict_sequences,
+)
+from scolio_core.training.metrics import bootstrap_ci, flatten_metrics
 
 TAG_STATE = "scolio.lockbox.state"  # opened | completed
 TAG_COUNT = "scolio.lockbox.evaluations"
@@ -66,36 +72,6 @@ class FileLedger:
             handle.write(json.dumps({"scope": self.scope, **entry}, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-
-
-class MlflowLedger:
-    """Ledger entries as tags on one MLflow run (a sweep's parent run)."""
-
-    def __init__(self, tracking_uri: str, run_id: str) -> None:
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri)
-        self.run_id = run_id
-
-    def entries(self) -> list[dict]:
-        tags = self.client.get_run(self.run_id).data.tags
-        rows = [json.loads(v) for k, v in tags.items() if k.startswith(TAG_ENTRY)]
-        return sorted(rows, key=lambda row: (row["attempt"], row["state"] == "completed"))
-
-    def append(self, entry: dict) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        # One log_batch: MLflow writes its metrics first and then all its tags in one transaction, so a crash
-        # mid-append never leaves a "completed" entry without its test metrics or the summary tags.
-        tags = {f"{TAG_ENTRY}{entry['attempt']}.{entry['state']}": json.dumps(entry, sort_keys=True),
-                TAG_STATE: entry["state"], TAG_COUNT: str(entry["attempt"])}
-        metrics = []
-        if entry["state"] == "completed":
-            tags[TAG_REOPENED] = str(entry["reopened"]).lower()
-            now = int(_dt.datetime.now().timestamp() * 1000)
-            metrics = [Metric(k, float(v), now, 0) for k, v in entry["metrics"].items() if isinstance(v, (int, float))]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()],
-                              synchronous=True)
 
 
 def evaluation_count(entries: list[dict]) -> int:

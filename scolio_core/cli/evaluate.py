@@ -45,10 +45,11 @@ def format_confusion(matrix: list[list[int]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scolio_core.checkpoint import check_contract, checkpoint_hash, read_checkpoint
+    from scolio_core.data.resolve import resolve_split
     from scolio_core.errors import ContractError
-    from scolio_core.metrics import flatten_metrics
-    from scolio_core.protocol import resolve_split
+    from scolio_core.evaluation.contract import check_contract
+    from scolio_core.training.checkpoint import checkpoint_hash, read_checkpoint
+    from scolio_core.training.metrics import flatten_metrics
 
     checkpoint = read_checkpoint(args.checkpoint)
     config = checkpoint.config.replace(**{
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         "train.device": args.device})
     split = resolve_split(config)
     if args.split == "test":
-        from scolio_core.lockbox import FileLedger, evaluate_test_once
+        from scolio_core.evaluation.lockbox import FileLedger, evaluate_test_once
 
         ledger = FileLedger(scope=checkpoint_hash(checkpoint.directory), path=args.ledger)
         result = evaluate_test_once(checkpoint, config, split, ledger, reopen=args.reopen,
@@ -65,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
         label = f"TEST (one-shot, attempt {result.attempt})" if not result.reopened else \
             f"TEST — REOPENED (attempt {result.attempt}; not a clean one-shot estimate)"
     else:
-        from scolio_core.batches import load_sequence_set
-        from scolio_core.inference import checkpoint_pav, load_model, pick_device, predict_sequences
+        from scolio_core.training.batches import load_sequence_set
+        from scolio_core.training.inference import (
+            checkpoint_pav,
+            load_model,
+            pick_device,
+            predict_sequences,
+        )
 
         overrides = check_contract(checkpoint, config, split.val, "val", override=args.override_contract)
         recorded = checkpoint.split

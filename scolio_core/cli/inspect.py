@@ -16,9 +16,15 @@ import pandas as pd
 
 from scolio_core import CLASS_NAMES
 from scolio_core.config import DataConfig
-from scolio_core.dataset import MODALITIES, frame_statistics, index_release, resolve_modality_root, sequence_lengths
+from scolio_core.data.release import (
+    MODALITIES,
+    frame_statistics,
+    index_release,
+    resolve_modality_root,
+    sequence_lengths,
+)
+from scolio_core.data.splits import carve_split, load_partition
 from scolio_core.errors import ConfigError, DataError
-from scolio_core.partitions import carve_split, load_partition
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

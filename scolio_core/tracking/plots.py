@@ -135,7 +135,8 @@ def skeleton_preview(poses: np.ndarray, configs: Sequence[tuple[str, InputConfig
     """
     import torch
 
-    from scolio_core.render import impute_missing, render_skeleton_maps
+    from scolio_core.render.impute import impute_missing
+    from scolio_core.render.skeleton import render_skeleton_maps
 
     poses = np.asarray(poses, dtype=np.float32)
     if poses.ndim != 3 or poses.shape[1:] != (17, 3) or len(poses) == 0:

@@ -41,7 +41,15 @@ import numpy as np
 import torch
 
 from scolio_core.config import InputConfig
-from scolio_core.render import _GREY_LUT, _LEVEL_EPS, PARTS
+from scolio_core.render.constants import (
+    FACE_JOINTS,
+    GREY_LUT,
+    HEAD,
+    LEVEL_EPS,
+    NUM_JOINTS,
+    PARTS,
+    SHOULDER_MID,
+)
 
 try:  # numba is a declared dependency; the guard lets an environment without it fall back to torch.
     import numba
@@ -49,14 +57,11 @@ try:  # numba is a declared dependency; the guard lets an environment without it
 except ImportError:  # pragma: no cover - only without numba installed
     numba = None
 
-NUM_JOINTS = 17
-HEAD, SHOULDER_MID = 17, 18
-FACE = (0, 1, 2, 3, 4)
 _CACHE_WARNED = False
 
 
 def _grey_table_formula(index: np.ndarray) -> np.ndarray:
-    """matplotlib's grey table (render._GREY_LUT) as arithmetic: index k maps to k - 1 where k is in
+    """matplotlib's grey table (constants.GREY_LUT) as arithmetic: index k maps to k - 1 where k is in
     [32, 64) with k % 4 == 1, [64, 128) with k % 8 == 2 or [128, 256) with k % 16 == 4, else to k."""
     k = np.asarray(index)
     low = (k >= 32) & (k < 64) & (k % 4 == 1)
@@ -66,7 +71,7 @@ def _grey_table_formula(index: np.ndarray) -> np.ndarray:
 
 
 # The kernel relies on this identity; a matplotlib-table change would have to be mirrored there.
-assert np.array_equal(_grey_table_formula(np.arange(256)), _GREY_LUT)
+assert np.array_equal(_grey_table_formula(np.arange(256)), GREY_LUT)
 
 
 def available() -> bool:
@@ -149,7 +154,7 @@ if numba is not None:
             drawn[j] = valid and conf >= min_conf
             value[j] = conf if weighting else 1.0
         count, hxs, hys, hv = 0.0, 0.0, 0.0, 0.0
-        for j in FACE:
+        for j in FACE_JOINTS:
             if drawn[j]:
                 count += 1.0
                 hxs += xs[j]
@@ -448,7 +453,7 @@ if numba is not None:
                 _taps_into(line[e0:e1], cols_t, top + rlo[d] - y0, rtaps[d], rw[d], 0, rows - 1, 0, live)
             if quantise:  # truncate to levels with the torch path's tolerance (a floor: sums are >= 0)
                 for i in range(kept):
-                    v = line[i] + _F32(_LEVEL_EPS)
+                    v = line[i] + _F32(LEVEL_EPS)
                     v = v if v > _F32(0.0) else _F32(0.0)
                     v = v if v < _F32(255.0) else _F32(255.0)
                     line[i] = _F32(_I32(v))

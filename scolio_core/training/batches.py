@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from scolio_core.config import ExperimentConfig, InputConfig
-from scolio_core.dataset import SequenceSet, index_release, load_sequences
-from scolio_core.partitions import TrainValSplit
-from scolio_core.pav import compute_pav
-from scolio_core.render import impute_missing, render_skeleton_maps
+from scolio_core.data.release import SequenceSet, index_release, load_sequences
+from scolio_core.data.splits import TrainValSplit
+from scolio_core.render.impute import impute_missing
+from scolio_core.render.pav import compute_pav
+from scolio_core.render.skeleton import render_skeleton_maps
 
 
 @dataclass
@@ -41,7 +42,7 @@ def load_sequence_set(config: ExperimentConfig, ids: list[str] | tuple[str, ...]
         transform = lambda poses: impute_missing(poses, k=k)  # noqa: E731
     sequences = load_sequences(root, list(ids), modality, index=index, transform=transform)
     pav = None
-    if config.model.name == "drf":
+    if config.model.needs_pav:
         pav = np.stack([compute_pav(sequences.sequence(i)) for i in range(len(sequences))]).astype(np.float32)
     return sequences, pav
 

@@ -15,7 +15,7 @@ import sys
 from scolio_core import __version__
 from scolio_core.errors import ScolioError
 
-# name -> (module under scolio_core.commands, one-line help)
+# name -> (module under scolio_core.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "Write a synthetic Scoliosis1K stand-in (pose + silhouette roots, partitions) to a directory."),
     "inspect": ("inspect", "Check a data root against a partition and print class counts and frame statistics."),
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     module_name, help_line = COMMANDS[known.command]
-    module = importlib.import_module(f"scolio_core.commands.{module_name}")
+    module = importlib.import_module(f"scolio_core.cli.{module_name}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     command_parser = argparse.ArgumentParser(prog=f"scolio {known.command}", description=help_line,

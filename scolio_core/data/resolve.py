@@ -1,7 +1,7 @@
 """Driver-side data protocol: resolve the split for a config and validate the data before compute.
 
 The driver (a sweep, `scolio train`, `scolio eval`) holds the full `Split`; trials get only its
-`TrainValSplit`. Reading *test files* is left to `scolio_core.lockbox`.
+`TrainValSplit`. Reading *test files* is left to `scolio_core.evaluation.lockbox`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from scolio_core.config import ExperimentConfig
-from scolio_core.dataset import index_release, validate_release
+from scolio_core.data.release import index_release, validate_release
+from scolio_core.data.splits import Split, carve_split, load_partition
 from scolio_core.errors import ConfigError, DataError
-from scolio_core.partitions import Split, carve_split, load_partition
 
 
 def resolve_split(config: ExperimentConfig) -> Split:

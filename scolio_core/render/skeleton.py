@@ -1,7 +1,7 @@
 """On-the-fly skeleton maps: COCO-17 poses -> 2-channel maps (channel 0 limbs, channel 1 joints).
 
 Rendering runs on the poses' device, so a sweep over `input.sigma` or `input.joint_weight` needs no
-re-export. CPU tensors go to the fused numba kernel in `render_cpu.py` (~6x this module's torch code on one
+re-export. CPU tensors go to the fused numba kernel in `numba_cpu.py` (~6x this module's torch code on one
 core); CUDA tensors, and CPU ones under SCOLIO_RENDER_BACKEND=torch, run the torch code below, vectorised
 over frames and pixels (frames are chunked so the buffers stay in cache). Both give the same maps.
 Parts are a short Python loop (<= 18) of whole-chunk passes: one (frames, parts, H, W) tensor spills the
@@ -34,40 +34,21 @@ import math
 import os
 import warnings
 
-import numpy as np
 import torch
-from sklearn.impute import KNNImputer
 
-from scolio_core.config import SKELETON_REPRESENTATIONS, InputConfig
+from scolio_core.config import InputConfig
 from scolio_core.errors import ConfigError, DataError
+from scolio_core.render import numba_cpu
+from scolio_core.render.constants import (
+    FACE_JOINTS,
+    GREY_LUT,
+    HIPS,
+    LEVEL_EPS,
+    NUM_JOINTS,
+    PARTS,
+    SHOULDERS,
+)
 
-NUM_JOINTS = 17
-# The 17 COCO limbs in the order OpenGait/PYSKL draw them.
-COCO_LIMBS: tuple[tuple[int, int], ...] = (
-    (0, 1), (0, 2), (1, 3), (2, 4), (0, 5), (5, 7), (7, 9), (0, 6), (6, 8), (8, 10),
-    (5, 11), (11, 13), (13, 15), (6, 12), (12, 14), (14, 16), (11, 12))
-FACE_JOINTS = (0, 1, 2, 3, 4)
-HIPS = (11, 12)
-SHOULDERS = (5, 6)
-# Virtual points appended after the 17 COCO joints (used by head-lite).
-HEAD, SHOULDER_MID = 17, 18
-
-_BODY_JOINTS = tuple(j for j in range(NUM_JOINTS) if j not in FACE_JOINTS)
-_BODY_LIMBS = tuple(limb for limb in COCO_LIMBS if not set(limb) & set(FACE_JOINTS))
-# representation -> (joints drawn in channel 1, limbs drawn in channel 0)
-PARTS: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {
-    "full-body": (tuple(range(NUM_JOINTS)), COCO_LIMBS),
-    "body-only": (_BODY_JOINTS, _BODY_LIMBS),
-    "head-lite": (_BODY_JOINTS + (HEAD,), _BODY_LIMBS + ((HEAD, SHOULDER_MID),)),
-}
-assert set(PARTS) == set(SKELETON_REPRESENTATIONS)
-
-# matplotlib's grey map looks levels up in a table of i/255 and multiplies by 255 in float64; the
-# truncation to uint8 turns 24 of the 256 levels into the one below. Reproduce the table, not the ideal.
-_GREY_LUT = ((np.arange(256, dtype=np.float64) * (1.0 / 255.0)) * 255.0).astype(np.uint8)
-# Tolerance when truncating resized values to uint8 levels: float32 sums of exact integers may land a
-# hair below them, which would otherwise depend on the device's summation order.
-_LEVEL_EPS = 1e-3
 # Canvas pixels per chunk of frames. On CPU the per-part passes over a chunk's window buffers should
 # stay in cache (measured best around 2^19-2^20 at canvas 128); on CUDA fewer, larger launches win.
 _CHUNK_PIXELS_CPU = 1 << 19
@@ -75,30 +56,6 @@ _CHUNK_PIXELS_CUDA = 1 << 24
 # Environment variable choosing the CPU renderer: auto (numba when installed), torch, numba.
 BACKEND_ENV = "SCOLIO_RENDER_BACKEND"
 _NUMBA_MISSING_WARNED = False
-
-
-def impute_missing(poses: np.ndarray, k: int = 4) -> np.ndarray:
-    """Fill coordinates stored as exactly 0 by kNN over the frames of one sequence.
-
-    Distance-weighted k nearest frames on the flattened (T, 34) coordinates, as OpenGait's pretreatment
-    does; confidences are returned unchanged (so imputed joints keep their 0 confidence). A coordinate
-    missing in every frame stays 0 (OpenGait would silently skip imputing the whole sequence then).
-    """
-    poses = np.asarray(poses)
-    if poses.ndim != 3 or poses.shape[1:] != (NUM_JOINTS, 3):
-        raise DataError(f"poses must have shape (T, 17, 3), got {poses.shape}")
-    if k < 1:
-        raise ConfigError(f"input.impute_neighbors must be >= 1, got {k}")
-    out = poses.astype(np.float32, copy=True)
-    coords = poses[..., :2].reshape(len(poses), -1).astype(np.float64)
-    missing = coords == 0
-    if not missing.any() or missing.all():
-        return out
-    coords[missing] = np.nan
-    imputer = KNNImputer(n_neighbors=k, weights="distance", keep_empty_features=True)
-    filled = imputer.fit_transform(coords)
-    out[..., :2] = filled.reshape(len(poses), NUM_JOINTS, 2)
-    return out
 
 
 def normalize_to_canvas(poses: torch.Tensor, canvas_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,7 +234,7 @@ def _draw(xy: torch.Tensor, drawn: torch.Tensor, value: torch.Tensor, cfg: Input
 def grey_levels(maps: torch.Tensor) -> torch.Tensor:
     """Step (d): float maps in [0, 1] -> 8-bit grey levels (as float) the way matplotlib's cm.gray +
     `(rgb * 255).astype(uint8)` produce them: level = LUT[min(floor(v * 256), 255)]."""
-    lut = torch.as_tensor(_GREY_LUT, device=maps.device).to(torch.float32)
+    lut = torch.as_tensor(GREY_LUT, device=maps.device).to(torch.float32)
     # Clamping first makes the integer cast's truncation a floor; index_select is the fast gather on CPU.
     index = (maps * 256).clamp_(0, 255).to(torch.long)
     return lut.index_select(0, index.view(-1)).view(maps.shape)
@@ -394,9 +351,7 @@ def render_skeleton_maps(poses: torch.Tensor, cfg: InputConfig, output: str = "m
     quantise = output == "export" or cfg.dtype == "uint8"
     width = cfg.map_size - 2 * side
     if _backend(flat) == "numba":
-        from scolio_core import render_cpu
-
-        maps = render_cpu.render_frames(flat, cfg, side, quantise)
+        maps = numba_cpu.render_frames(flat, cfg, side, quantise)
     else:
         budget = _CHUNK_PIXELS_CUDA if flat.is_cuda else _CHUNK_PIXELS_CPU
         chunk = max(1, budget // cfg.canvas_size**2)
@@ -409,7 +364,7 @@ def render_skeleton_maps(poses: torch.Tensor, cfg: InputConfig, output: str = "m
 
 
 def _backend(poses: torch.Tensor) -> str:
-    """Which implementation renders `poses`: the fused numba kernel (scolio_core/render_cpu.py) for CPU
+    """Which implementation renders `poses`: the fused numba kernel (scolio_core/render/numba_cpu.py) for CPU
     tensors, this module's torch code on CUDA. SCOLIO_RENDER_BACKEND=torch forces the torch code on CPU
     too (to compare the two, or as a fallback); both give the same maps, so no config field names it."""
     choice = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
@@ -418,9 +373,7 @@ def _backend(poses: torch.Tensor) -> str:
     if choice == "torch" or poses.device.type != "cpu":
         return "torch"
     global _NUMBA_MISSING_WARNED
-    from scolio_core import render_cpu
-
-    if render_cpu.available():
+    if numba_cpu.available():
         return "numba"
     if choice == "numba":
         raise ConfigError(f"{BACKEND_ENV}=numba but numba is not installed (pip install numba)")
@@ -447,5 +400,5 @@ def _render_chunk(poses: torch.Tensor, cfg: InputConfig, side: int, quantise: bo
     else:
         top, bottom = _keypoint_rows(xy, drawn, cfg)
     if quantise:
-        return torch.floor(_crop_resize(levels, top, bottom, rows, cols, cfg, side) + _LEVEL_EPS).clamp_(0, 255)
+        return torch.floor(_crop_resize(levels, top, bottom, rows, cols, cfg, side) + LEVEL_EPS).clamp_(0, 255)
     return _crop_resize(maps, top, bottom, rows, cols, cfg, side)

@@ -32,7 +32,7 @@ DEFAULT_EXPERIMENT = "scoliotune"
 VAL_METRIC = "val/macro_f1"
 # Prefixes under which a parent run may name its search space (`search.input.sigma`).
 SEARCH_PREFIXES = ("search.", "space.")
-# Test metrics shown with their 95 % interval in summary.md (scolio_core.metrics.CI_METRICS).
+# Test metrics shown with their 95 % interval in summary.md (scolio_core.training.metrics.CI_METRICS).
 TEST_CI_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "sensitivity/positive",
                    "specificity/negative", "refer/sensitivity", "refer/specificity")
 if TYPE_CHECKING:  # mlflow is imported when a store is opened, so `scolio audit --help` stays fast
@@ -181,7 +181,7 @@ def _searched_params(parent: Run, trials: list[Trial]) -> list[str]:
 
 
 def _ledger_entries(tracking_uri: str, parent_id: str) -> list[dict]:
-    from scolio_core.lockbox import MlflowLedger
+    from scolio_core.tracking.ledger import MlflowLedger
 
     return MlflowLedger(tracking_uri, parent_id).entries()
 
@@ -362,7 +362,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
         problems.append(f"the selected trial {winner.trial_id} has best {metric} = {winner_value:.4f}, but trial "
                         f"{better.trial_id} (run {better.run_id}) reached {best_value:.4f}")
 
-    from scolio_core.lockbox import evaluation_count
+    from scolio_core.evaluation.lockbox import evaluation_count
 
     opened = [e for e in record.ledger if e.get("state") == "opened"]
     completed_attempts = {e.get("attempt") for e in record.ledger if e.get("state") == "completed"}
@@ -410,7 +410,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
                                     f"{str(contract_fp)[:12]}, {where} used {str(fingerprint)[:12]}")
             hashes = _download_json(tracking_uri, winner.run_id, "checkpoint/hashes.json")
             if hashes is not None:
-                # Same formula as scolio_core.checkpoint.checkpoint_hash, which the lockbox records.
+                # Same formula as scolio_core.training.checkpoint.checkpoint_hash, which the lockbox records.
                 digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
                 contract_info["checkpoint_hash"] = digest
                 for entry in opened:
@@ -545,8 +545,8 @@ def preview_configs(record: SweepRecord, limit: int = 6) -> list[tuple[str, Any]
 def _preview(record: SweepRecord, tracking_uri: str, data_root: str | Path, path: Path) -> Path:
     """Previews drawn on one *training* sequence of the winner's contract (never a test id: only the
     lockbox reads test data, and `$SCOLIO_ACCESS_LOG` audits would flag any other read)."""
-    from scolio_core.dataset import index_release, load_pose, resolve_modality_root
-    from scolio_core.plots import skeleton_preview
+    from scolio_core.data.release import index_release, load_pose, resolve_modality_root
+    from scolio_core.tracking.plots import skeleton_preview
 
     configs = preview_configs(record)
     if not configs:
@@ -570,7 +570,7 @@ def build_report(tracking_uri: str, sweep_name: str, out_dir: str | Path, experi
 
     Skeleton previews are drawn when pose data is found under `data_root` (default: the sweep's
     `scolio.data_root` tag); otherwise `ReportPaths.notes` says why they were skipped."""
-    from scolio_core import plots
+    from scolio_core.tracking import plots
 
     record = load_sweep(tracking_uri, sweep_name, experiment)
     out = Path(out_dir)

@@ -19,8 +19,8 @@ import numpy as np
 
 from scolio_core import CLASS_INDEX
 from scolio_core.config import DataConfig
+from scolio_core.data.safe_pickle import safe_load
 from scolio_core.errors import DataError
-from scolio_core.safe_pickle import safe_load
 
 MODALITIES = ("skeleton", "silhouette")
 ACCESS_LOG_ENV = "SCOLIO_ACCESS_LOG"

@@ -35,12 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scolio_core.checkpoint import write_checkpoint
     from scolio_core.config import ExperimentConfig
+    from scolio_core.data.splits import load_partition
     from scolio_core.errors import ContractError
-    from scolio_core.foreign import convert_drf_author_state, convert_opengait_state, load_foreign_state
     from scolio_core.models import create_model
-    from scolio_core.partitions import load_partition
+    from scolio_core.models.foreign import (
+        convert_drf_author_state,
+        convert_opengait_state,
+        load_foreign_state,
+    )
+    from scolio_core.training.checkpoint import write_checkpoint
 
     source = Path(args.input)
     partition_path = Path(args.partition).resolve()

@@ -33,9 +33,9 @@ def apply_overrides(config: ExperimentConfig, data_root: str | None, assignments
 
 
 def run(args: argparse.Namespace) -> int:
-    from scolio_core.batches import load_trainval
-    from scolio_core.protocol import resolve_split, validate_trainval
-    from scolio_core.train import run_training
+    from scolio_core.data.resolve import resolve_split, validate_trainval
+    from scolio_core.training.batches import load_trainval
+    from scolio_core.training.loop import run_training
 
     config = apply_overrides(load_config(args.config), args.data_root, args.set)
     split = resolve_split(config)

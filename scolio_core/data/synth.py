@@ -7,7 +7,7 @@ asymmetry (shoulder height difference, pelvic tilt, lateral trunk shift); labels
 copy of `s`, so classes overlap and neutral is genuinely hard. Class-independent nuisance (head tilt,
 arm-swing asymmetry, camera roll) makes representation choices matter.
 
-    from scolio_core.synth import synthesize
+    from scolio_core.data.synth import synthesize
     summary = synthesize("data/synth", num_sequences=300, frames=40)   # or: scolio synth data/synth
 """
 

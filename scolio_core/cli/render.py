@@ -20,9 +20,10 @@ from tqdm import tqdm
 
 from scolio_core import __version__
 from scolio_core.config import ALIGNMENTS, SKELETON_REPRESENTATIONS, InputConfig
-from scolio_core.dataset import index_release, load_pose
+from scolio_core.data.release import index_release, load_pose
 from scolio_core.errors import ConfigError, DataError
-from scolio_core.render import impute_missing, render_skeleton_maps
+from scolio_core.render.impute import impute_missing
+from scolio_core.render.skeleton import render_skeleton_maps
 
 # InputConfig fields that change exported files (side_crop and dtype only shape the model input).
 EXPORT_FIELDS = ("representation", "sigma", "joint_weight", "confidence_weighting", "min_confidence",

@@ -10,8 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
+from scolio_core.data.synth import parse_ratio, synthesize
 from scolio_core.errors import DataError
-from scolio_core.synth import parse_ratio, synthesize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

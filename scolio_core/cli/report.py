@@ -10,7 +10,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from scolio_core.report import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+    from scolio_core.tracking.report import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 
     parser.add_argument("sweep", metavar="SWEEP", help="sweep name (the parent run's scolio.sweep tag)")
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scolio_core.report import build_report, markdown_table
+    from scolio_core.tracking.report import build_report, markdown_table
 
     out = args.out or f"results/{args.sweep}"
     paths = build_report(args.tracking_uri, args.sweep, out, experiment=args.experiment, data_root=args.data_root)

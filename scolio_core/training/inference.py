@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from scolio_core.batches import frames_to_model_input, iter_eval_batches
 from scolio_core.config import ExperimentConfig
-from scolio_core.dataset import SequenceSet
-from scolio_core.metrics import classification_metrics
+from scolio_core.data.release import SequenceSet
+from scolio_core.training.batches import frames_to_model_input, iter_eval_batches
+from scolio_core.training.metrics import classification_metrics
 
 
 @dataclass
@@ -76,6 +76,6 @@ def checkpoint_pav(checkpoint, raw_pav: np.ndarray | None) -> np.ndarray | None:
 
         raise ContractError(f"{checkpoint.directory}: a DRF checkpoint without PAV normalisation statistics "
                             "(imported?); its contract must carry the stats fitted on its training ids")
-    from scolio_core.pav import PAVNormalizer
+    from scolio_core.render.pav import PAVNormalizer
 
     return PAVNormalizer.from_dict(checkpoint.contract["pav_stats"]).transform(raw_pav).astype(np.float32)

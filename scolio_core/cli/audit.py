@@ -15,7 +15,7 @@ EXIT_PROBLEM = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from scolio_core.report import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+    from scolio_core.tracking.report import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 
     parser.add_argument("sweep", metavar="SWEEP", help="sweep name (the parent run's scolio.sweep tag)")
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scolio_core.report import audit_sweep
+    from scolio_core.tracking.report import audit_sweep
 
     audit = audit_sweep(args.tracking_uri, args.sweep, args.experiment)
     if args.json:

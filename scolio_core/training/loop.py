@@ -26,15 +26,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from scolio_core.batches import BatchSampler, TrainValData, frames_to_model_input
-from scolio_core.checkpoint import read_checkpoint, write_checkpoint
 from scolio_core.config import ExperimentConfig, TrainConfig
 from scolio_core.errors import ConfigError, ContractError
-from scolio_core.inference import pick_device, predict_sequences
-from scolio_core.losses import ScoNetLoss, class_weights_for
-from scolio_core.metrics import flatten_metrics
 from scolio_core.models import create_model
-from scolio_core.pav import PAVNormalizer
+from scolio_core.models.losses import ScoNetLoss, class_weights_for
+from scolio_core.render.pav import PAVNormalizer
+from scolio_core.training.batches import (
+    BatchSampler,
+    TrainValData,
+    frames_to_model_input,
+)
+from scolio_core.training.checkpoint import read_checkpoint, write_checkpoint
+from scolio_core.training.inference import pick_device, predict_sequences
+from scolio_core.training.metrics import flatten_metrics
 
 Report = Callable[[dict, "Path | None"], None]
 SELECTION_METRIC = "val/macro_f1"  # model selection uses validation metrics only

@@ -25,11 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from scolio_core.checkpoint import read_checkpoint
-    from scolio_core.dataset import SequenceSet, load_pose, load_silhouette
-    from scolio_core.inference import checkpoint_pav, load_model, pick_device, predict_sequences
-    from scolio_core.pav import compute_pav
-    from scolio_core.render import impute_missing
+    from scolio_core.data.release import SequenceSet, load_pose, load_silhouette
+    from scolio_core.render.impute import impute_missing
+    from scolio_core.render.pav import compute_pav
+    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.inference import (
+        checkpoint_pav,
+        load_model,
+        pick_device,
+        predict_sequences,
+    )
 
     checkpoint = read_checkpoint(args.checkpoint)
     config = checkpoint.config.replace(**{"train.device": args.device})
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     lengths = np.asarray([len(a) for a in arrays])
     sequences = SequenceSet(ids=list(args.files), labels=np.zeros(len(arrays), dtype=np.int64),
                             frames=np.concatenate(arrays), offsets=np.concatenate([[0], np.cumsum(lengths)]))
-    raw_pav = np.stack([compute_pav(a) for a in arrays]) if config.model.name == "drf" else None
+    raw_pav = np.stack([compute_pav(a) for a in arrays]) if config.model.needs_pav else None
     device = pick_device(args.device)
     predictions = predict_sequences(load_model(checkpoint, device), sequences, config, device,
                                     checkpoint_pav(checkpoint, raw_pav))
