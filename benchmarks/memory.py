@@ -182,8 +182,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=30, help="sequences synthesised for the links (%(default)s)")
     args = parser.parse_args()
 
-    from sweeps.common import synthetic_root
+    from sweeps.prepare import synthetic_root
     from sweeps.profiles import load_profile
+    from sweeps.ray_private import local_temp_dir_kwargs
 
     demo = load_profile("demo")
     base = demo.base_config()
@@ -191,13 +192,13 @@ def main() -> None:
     # Actors inherit the driver's environment: make this checkout importable for them.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     ray.init(address="local", num_cpus=args.trials, include_dashboard=False, log_to_driver=False,
-             _temp_dir=tempfile.mkdtemp(prefix="srm"))  # short private path: Ray's socket paths are limited
+             **local_temp_dir_kwargs(tempfile.mkdtemp(prefix="srm")))  # short private path: Ray's socket paths are limited
     rows = []
     try:
         sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
         for size in sizes:
             if size == "demo":
-                root = synthetic_root(demo, None)
+                root = synthetic_root(demo.synth, None)
                 partition = root / demo.fixed["data.partition"]
             else:
                 root, partition = release_root(scratch, args.seeds, args.full_synth)

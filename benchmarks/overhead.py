@@ -34,13 +34,13 @@ from scolio_core.config import ExperimentConfig
 from scolio_core.data.resolve import resolve_split
 from scolio_core.training.batches import load_trainval
 from scolio_core.training.loop import run_training
-from sweeps.common import synthetic_root
+from sweeps.prepare import synthetic_root
 from sweeps.profiles import load_profile
 
 
 def trial_config(iterations: int) -> ExperimentConfig:
     profile = load_profile("demo")
-    root = synthetic_root(profile, None)
+    root = synthetic_root(profile.synth, None)
     point = {k: v for k, v in profile.points_to_evaluate[0].items()}
     return profile.base_config().replace(**{
         **point, "data.root": str(root), "data.partition": str(root / profile.fixed["data.partition"]),

@@ -11,7 +11,7 @@ seed is fixed, so a config's curve is deterministic: two points are re-run and m
 and one real ASHA+TPE search (seed 0) is run for the replay check below.
 
 Phase 2 (replay, as tabular benchmarks such as HPOBench or NAS-Bench do): the searches run under real Ray
-Tune (OptunaSearch TPE + ASHAScheduler from `sweeps.common.build_search`, and Optuna's RandomSampler) but
+Tune (OptunaSearch TPE + ASHAScheduler from `sweeps.run.build_search`, and Optuna's RandomSampler) but
 the trainable reports the recorded curve of the config it is given, sleeping the recorded time of each
 evaluation scaled down, so concurrency and the order of reports behave as in real trials. Many seeds
 per method are then cheap. Check: the replay of the real seed-0 ASHA+TPE search must suggest the same
@@ -46,7 +46,7 @@ from typing import Any, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from scolio_core.config import SKELETON_REPRESENTATIONS
-from sweeps.profiles import SweepProfile, load_profile
+from sweeps.profiles import AshaSchedule, Budget, SweepProfile, SynthSettings, load_profile, parse_distribution
 
 SPACE: dict[str, dict[str, list]] = {
     "input.representation": {"choice": ["body-only", "full-body", "silhouette"]},
@@ -168,9 +168,10 @@ def bench_profile(root: Path, space: dict, seed: int, num_samples: int, iteratio
     # The demo's published-defaults-first points, cut down to this space's keys.
     points = [{k: v for k, v in p.items() if k in space} for p in demo.points_to_evaluate]
     points = [p for p in points if point_key(p) in {point_key(g) for g in grid_points(space)}]
-    return SweepProfile(**{**smoke.__dict__, "name": "search-bench", "fixed": fixed, "search": space,
-                           "points_to_evaluate": points, "seed": seed, "asha": asha or dict(demo.asha),
-                           "budget": {"num_samples": num_samples, "max_concurrent_trials": concurrency}})
+    return smoke.replace(name="search-bench", fixed=fixed, points_to_evaluate=points, seed=seed,
+                         search={k: parse_distribution(v, f"search.{k}") for k, v in space.items()},
+                         asha=AshaSchedule(**asha) if asha else demo.asha,
+                         budget=Budget(num_samples=num_samples, max_concurrent_trials=concurrency))
 
 
 def ray_parts():
@@ -255,9 +256,9 @@ def run_search(variant: str, seed: int, profile: SweepProfile, trainable, storag
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from sweeps.common import build_search, short_trial_name
     from sweeps.engine import run_or_restore
     from sweeps.profiles import define_search_space
+    from sweeps.run import build_search, short_trial_name
 
     GridPoints, TrialLog = ray_parts()
     kind = "grid" if points is not None else VARIANTS[variant]["kind"]
@@ -377,10 +378,9 @@ def main() -> None:
     seeds = list(range(args.seeds if args.seeds is not None else (2 if args.quick else 10)))
 
     from scolio_core.data.resolve import resolve_split
-    from sweeps.common import synthetic_root
+    from sweeps.prepare import synthetic_root
 
-    data_profile = SweepProfile(**{**load_profile("smoke").__dict__, "synth": SYNTH})
-    root = synthetic_root(data_profile, Path(args.cache_dir) if args.cache_dir else None)
+    root = synthetic_root(SynthSettings(**SYNTH), Path(args.cache_dir) if args.cache_dir else None)
     points = grid_points(space)
     base = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every)
     split = resolve_split(base.base_config()).trainval()
@@ -431,7 +431,7 @@ def main() -> None:
             print(f"  {variant}: " + (f"ASHA grace {asha['grace_period']}, reduction {asha['reduction_factor']}, rungs "
                                       f"at evaluations {rungs} of {base.evaluations_per_trial} + " if asha else "FIFO + ")
                   + ("Optuna RandomSampler" if VARIANTS[variant]["kind"] == "random" else
-                     "TPE (sweeps.common.build_search: published defaults first)"))
+                     "TPE (sweeps.run.build_search: published defaults first)"))
         check = None
         if "real_asha" in record:
             profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,

@@ -5,7 +5,7 @@ Run: python benchmarks/train_step.py                      # ~40 s: CPU demo prof
      python benchmarks/train_step.py --profile paper       # default when CUDA is present: demo, then paper
 
 The real loop (`scolio_core.training.loop.run_training`) runs a few steps on the profile's synthetic stand-in
-(synthesised once into the sweeps' cache, $SCOLIO_CACHE or ~/.cache/scoliotune, like a sweep does). The
+(synthesised once into the sweeps' cache, ~/.cache/scoliotune, like a sweep does). The
 loop's `frames_to_model_input` is wrapped with a timer, so each step's render time and the full step time
 (from one render call to the next: batch draw, render, forward, backward, optimiser) come from the same
 steps; the first --warmup steps are dropped and medians are printed. On CUDA the wrapper synchronises
@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scolio_core.training.loop as train_module
 from scolio_core.data.resolve import resolve_split
 from scolio_core.training.batches import load_trainval
-from sweeps.common import synthetic_root
+from scolio_core.training.inference import pick_device
+from sweeps.prepare import synthetic_root
 from sweeps.profiles import load_profile
 
 
@@ -38,7 +39,7 @@ def measure(profile_name: str, steps: int, warmup: int, sigma: float | None, rep
     """Median step and render seconds over `steps` steps of the profile's base config."""
     torch.set_num_threads(threads)
     demo = load_profile("demo")
-    root = synthetic_root(demo, None)  # the demo stand-in serves both profiles (32 frames >= 30 drawn)
+    root = synthetic_root(demo.synth, None)  # the demo stand-in serves both profiles (32 frames >= 30 drawn)
     profile = load_profile(profile_name)
     # Default: the profile's first point to evaluate (the published settings, scaled to its canvas).
     first = profile.points_to_evaluate[0] if profile.points_to_evaluate else {}
@@ -76,7 +77,7 @@ def measure(profile_name: str, steps: int, warmup: int, sigma: float | None, rep
     step_times = [b - a for a, b in zip(starts[warmup:], starts[warmup + 1:])]
     render_times = renders[warmup:warmup + len(step_times)]
     step, render = statistics.median(step_times), statistics.median(render_times)
-    device = train_module.pick_device(config.train.device)
+    device = pick_device(config.train.device)
     frames = config.train.batch_ids * config.train.batch_samples * config.train.frames
     return {"step": step, "render": render, "share": render / step, "frames": frames,
             "loop_step_seconds": reported.get("train/step_seconds", float("nan")), "device": str(device),

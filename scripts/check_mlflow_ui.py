@@ -4,7 +4,8 @@
 
 Starts `mlflow server` on a snapshot of the sqlite store (127.0.0.1, a free port, artifacts in a temp dir),
 asks the REST endpoint the runs page itself calls (`/ajax-api/2.0/mlflow/runs/search`) for the sweep's
-parent run (tags `scolio.sweep`=SWEEP, `scolio.role`=parent) and its child runs (`mlflow.parentRunId`),
+parent run (tags `scolio.sweep`=SWEEP, `scolio.role`=parent; the oldest, as `scolio report` picks) and its
+child runs (`mlflow.parentRunId`),
 opens the experiment's runs page in headless Chromium filtered to the sweep, expands the parent row and
 checks in the rendered DOM that the parent and its children are on screen. Writes `mlflow_ui.png`
 (1600 x 1000) to OUT (default results/SWEEP). Exit code 0 when all are visible, 1 otherwise.
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from scolio_core.errors import DataError, ScolioError
+from scolio_core.tracking import schema
 
 WINDOW = (1600, 1000)
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -202,43 +204,38 @@ def _stop_group(proc: subprocess.Popen) -> None:
 # ------------------------------------------------------------------------------------------ the sweep
 
 
-def _quoted(value: str, what: str) -> str:
-    if "'" in value or "\\" in value:
-        raise DataError(f"{what} {value!r} contains a quote or backslash; MLflow filters cannot match it")
-    return f"'{value}'"
-
-
 def find_sweep(server: MlflowServer, sweep: str, experiment: str | None
                ) -> tuple[str, RunRef, list[RunRef], list[str]]:
     """(experiment id, parent, children, table columns) as the runs page's own search endpoint returns them.
 
-    The columns are the sweep's metric (parent tag `scolio.metric`) and its searched knobs (parent params
-    `search.<key>`, which children log as `<key>`), in the UI's column-id form.
+    The parent is the oldest one tagged with the sweep's name (schema.find_parent_run's rule: the one a
+    resumed sweep reuses). The columns are the sweep's metric (parent tag `scolio.metric`) and its searched
+    knobs (parent params `search.<key>`, which children log as `<key>`), in the UI's column-id form.
     """
     experiments = server.post("experiments/search", {"max_results": 1000}).get("experiments", [])
     if experiment is not None:
         experiments = [e for e in experiments if e["name"] == experiment]
         if not experiments:
             raise DataError(f"no MLflow experiment named {experiment!r} in the store")
-    filter_ = (f"tags.`scolio.sweep` = {_quoted(sweep, 'sweep name')} "
-               f"AND tags.`scolio.role` = 'parent'")
     parents = server.post("runs/search", {"experiment_ids": [e["experiment_id"] for e in experiments],
-                                          "filter": filter_, "order_by": ["attributes.start_time DESC"],
-                                          "max_results": 10}).get("runs", [])
+                                          "filter": schema.parents_filter(sweep),
+                                          "order_by": [schema.OLDEST_FIRST], "max_results": 1}).get("runs", [])
     if not parents:
         where = f"experiment {experiment!r}" if experiment else "any experiment"
-        raise DataError(f"no parent run tagged scolio.sweep={sweep!r}, scolio.role=parent in {where}")
-    parent = parents[0]["info"]  # a re-run sweep has several parents: the newest is the one to show
+        raise DataError(f"no parent run tagged {schema.TAG_SWEEP}={sweep!r}, {schema.TAG_ROLE}="
+                        f"{schema.ROLE_PARENT} in {where}")
+    parent = parents[0]["info"]
     data = parents[0].get("data", {})
     tags = {t["key"]: t["value"] for t in data.get("tags", [])}
-    searched = sorted(p["key"][len("search."):] for p in data.get("params", []) if p["key"].startswith("search."))
-    columns = [f"metrics.`{tags.get('scolio.metric', 'val/macro_f1')}`"]
+    prefix = schema.PARAM_SEARCH_PREFIX
+    searched = sorted(p["key"][len(prefix):] for p in data.get("params", []) if p["key"].startswith(prefix))
+    columns = [f"metrics.`{tags.get(schema.TAG_METRIC, schema.DEFAULT_METRIC)}`"]
     columns += [f"params.`{key}`" for key in searched[:MAX_PARAM_COLUMNS]]
     children: list[RunRef] = []
     token = None
     while True:
         body = {"experiment_ids": [parent["experiment_id"]], "max_results": 1000,
-                "filter": f"tags.`mlflow.parentRunId` = {_quoted(parent['run_id'], 'run id')}"}
+                "filter": schema.children_filter(parent["run_id"])}
         if token:
             body["page_token"] = token
         reply = server.post("runs/search", body)
@@ -255,7 +252,7 @@ def share_view(server: MlflowServer, experiment_id: str, sweep: str, columns: li
     MLflow's UI reads `?viewStateShareKey=K` from the experiment tag `mlflow.sharedViewState.K`; the tag is
     written to the temporary copy this script serves, never to the user's store. Returns K.
     """
-    state = {"searchFilter": f"tags.`scolio.sweep` = {_quoted(sweep, 'sweep name')}", "selectedColumns": columns}
+    state = {"searchFilter": schema.sweep_filter(sweep), "selectedColumns": columns}
     server.post("experiments/set-experiment-tag", {"experiment_id": experiment_id, "key": SHARE_TAG + SHARE_KEY,
                                                    "value": json.dumps(state)})
     return SHARE_KEY
@@ -460,7 +457,7 @@ def check_mlflow_ui(store: str | Path, sweep: str, out_dir: str | Path | None = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", metavar="SWEEP", help="sweep name (the parent run's scolio.sweep tag)")
+    parser.add_argument("sweep", metavar="SWEEP", help=f"sweep name (the parent run's {schema.TAG_SWEEP} tag)")
     parser.add_argument("--store", default="mlflow.db", help="MLflow sqlite store: a path or sqlite:/// URI "
                                                              "(default mlflow.db)")
     parser.add_argument("--experiment", help="only look in this MLflow experiment (default: all)")

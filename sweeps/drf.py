@@ -19,14 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from scolio_core.errors import ConfigError  # noqa: E402
-from sweeps.common import (  # noqa: E402
-    add_sweep_arguments,
-    finish_sweep,
-    prepare_sweep,
-    print_summary,
-    run_sweep_cli,
-)
-from sweeps.profiles import apply_overrides, load_profile  # noqa: E402
+from sweeps.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
+from sweeps.finish import finish_sweep, print_summary  # noqa: E402
+from sweeps.prepare import prepare_sweep  # noqa: E402
+from sweeps.profiles import Choice  # noqa: E402
+from sweeps.run import run_trials, trial_param_space  # noqa: E402
 
 
 def paired_difference(rows: list[dict], metric: str, n_resamples: int = 10000, seed: int = 0) -> dict:
@@ -46,22 +43,22 @@ def paired_difference(rows: list[dict], metric: str, n_resamples: int = 10000, s
 
 
 def run_drf_comparison(args: argparse.Namespace) -> dict:
+    profile = profile_from_args(args)  # a bad profile is refused before Ray is even imported
+    if set(profile.search) != {"model.use_pga", "train.seed"} or not all(
+            isinstance(d, Choice) for d in profile.search.values()):
+        raise ConfigError(f"DRF profile {profile.name}: search must be exactly model.use_pga and train.seed "
+                          f"choices, got {profile.search_specs()}")
+    if profile.base_config().model.name != "drf":
+        raise ConfigError(f"DRF profile {profile.name}: fixed model.name must be drf")
+    context = prepare_sweep(profile, settings_from_args(args), kind="drf")
     from ray import tune
 
     from trainables.baseline import train_baseline
 
-    profile = apply_overrides(load_profile(args.profile), gpus_per_trial=args.gpus_per_trial,
-                              cpus_per_trial=args.cpus_per_trial, max_concurrent_trials=args.max_concurrent_trials)
-    if set(profile.search) != {"model.use_pga", "train.seed"}:
-        raise ConfigError(f"DRF profile {profile.name}: search must be exactly model.use_pga and train.seed "
-                          f"choices, got {sorted(profile.search)}")
-    if profile.base_config().model.name != "drf":
-        raise ConfigError(f"DRF profile {profile.name}: fixed model.name must be drf")
-    context = prepare_sweep(profile, args, kind="drf")
-    space = context.param_space()
-    for key, spec in profile.search.items():
-        space[key] = tune.grid_search(list(spec["choice"]))
-    results = context.fit(train_baseline, param_space=space, num_samples=1)
+    space = trial_param_space(context)
+    for key, choice in profile.search.items():
+        space[key] = tune.grid_search(list(choice.values))
+    results = run_trials(context, train_baseline, param_space=space, num_samples=1)
     rows = []
     for result in results:
         if result.error is not None or result.metrics_dataframe is None:

@@ -23,6 +23,8 @@ from typing import Any
 import ray
 from ray import tune
 
+from sweeps import ray_private
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_FAILURES = 2
@@ -48,7 +50,7 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None, *, temp
         return
     kwargs: dict[str, Any] = {"address": "local", "num_cpus": num_cpus}
     if temp_dir is not None:
-        kwargs["_temp_dir"] = str(Path(temp_dir).resolve())
+        kwargs.update(ray_private.local_temp_dir_kwargs(temp_dir))
     if include_dashboard is not None:
         kwargs["include_dashboard"] = include_dashboard
     ray.init(**kwargs)
@@ -95,10 +97,8 @@ def run_or_restore(trainable: Callable | type, *, name: str, storage_path: str,
 
 
 def _replace_callbacks(tuner: tune.Tuner, callbacks: Sequence[tune.Callback]) -> None:
-    # Tuner.restore unpickles the callbacks saved with the first run; Ray has no public setter, so the
-    # restored RunConfig is updated in place. Without the internal tuner (Ray Client mode) the pickled
-    # copies run, which MLflowLifecycle supports too (it rebuilds its state from MLflow tags).
-    internal = getattr(tuner, "_local_tuner", None)
-    if internal is None or not callbacks:
-        return
-    internal.get_run_config().callbacks = list(callbacks)
+    # Tuner.restore unpickles the callbacks saved with the first run; Ray has no public setter (see
+    # ray_private). In Ray Client mode the pickled copies run, which MLflowLifecycle supports too (it
+    # rebuilds its state from MLflow tags).
+    if callbacks:
+        ray_private.replace_restored_callbacks(tuner, callbacks)

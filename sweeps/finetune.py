@@ -11,22 +11,20 @@ val carve come from the baseline checkpoint; only `train.*` fields come from the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scolio_core.errors import ConfigError  # noqa: E402
-from sweeps.common import (  # noqa: E402
-    DEFAULT_EXPERIMENT,
-    add_sweep_arguments,
-    build_search,
-    finish_sweep,
-    prepare_sweep,
-    print_summary,
-    run_sweep_cli,
-)
-from sweeps.profiles import SweepProfile, apply_overrides, load_profile  # noqa: E402
+from scolio_core.evaluation.contract import check_warm_start  # noqa: E402
+from scolio_core.tracking import schema  # noqa: E402
+from sweeps.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
+from sweeps.finish import SweepOutcome, finish_sweep, print_summary  # noqa: E402
+from sweeps.prepare import prepare_sweep  # noqa: E402
+from sweeps.profiles import SweepProfile  # noqa: E402
+from sweeps.run import build_search, run_trials  # noqa: E402
 
 
 def find_baseline(tracking_uri: str, experiment: str, sweep_or_run: str) -> tuple[str, dict[str, str], str]:
@@ -37,17 +35,15 @@ def find_baseline(tracking_uri: str, experiment: str, sweep_or_run: str) -> tupl
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise ConfigError(f"--from-sweep: no MLflow experiment {experiment!r} in {tracking_uri}")
-    runs = client.search_runs([found.experiment_id], filter_string=(
-        f"tags.`scolio.sweep` = '{sweep_or_run}' and tags.`scolio.role` = 'parent'"))
-    if not runs:
+    parent = schema.find_parent_run(client, found.experiment_id, sweep_or_run)
+    if parent is None:
         try:
-            runs = [client.get_run(sweep_or_run)]
+            parent = client.get_run(sweep_or_run)
         except Exception:  # MLflow raises its own exception type for an unknown id
             raise ConfigError(f"--from-sweep {sweep_or_run!r}: no sweep of that name and no run with that id "
                               f"in {tracking_uri}") from None
-    parent = runs[0]
     tags = parent.data.tags
-    child = tags.get("scolio.selected_run_id")
+    child = tags.get(schema.TAG_SELECTED_RUN_ID)
     if not child:
         raise ConfigError(f"--from-sweep {sweep_or_run!r}: the sweep has no selected baseline yet "
                           "(did it finish its search?)")
@@ -66,45 +62,42 @@ def finetune_profile(profile: SweepProfile, baseline_config: dict, init_from: st
         fixed[key] = baseline_config[key]
     fixed.update(profile.fixed)
     fixed["train.init_from"] = init_from
-    return SweepProfile(**{**profile.__dict__, "fixed": fixed})
+    return profile.replace(fixed=fixed)
 
 
-def run_finetune_sweep(args: argparse.Namespace):
-    import os
-
+def run_finetune_sweep(args: argparse.Namespace) -> tuple[SweepOutcome, float]:
+    profile = profile_from_args(args)  # a bad profile is refused before MLflow or Ray is even imported
     import mlflow
 
     from scolio_core.training.checkpoint import read_checkpoint
-    from trainables.finetune import train_finetune
 
-    tracking_uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    args.tracking_uri = tracking_uri
-    experiment = args.experiment or DEFAULT_EXPERIMENT
-    child, parent_tags, parent_id = find_baseline(tracking_uri, experiment, args.from_sweep)
-    local = Path(mlflow.artifacts.download_artifacts(run_id=child, artifact_path="checkpoint",
+    settings = settings_from_args(args)
+    tracking_uri = settings.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    child, parent_tags, parent_id = find_baseline(tracking_uri, settings.experiment, args.from_sweep)
+    local = Path(mlflow.artifacts.download_artifacts(run_id=child, artifact_path=schema.ARTIFACT_CHECKPOINT,
                                                       tracking_uri=tracking_uri))
     baseline = read_checkpoint(local)
-    profile = apply_overrides(load_profile(args.profile), num_samples=args.num_samples,
-                              gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-                              max_concurrent_trials=args.max_concurrent_trials)
     profile = finetune_profile(profile, baseline.config.to_flat(), f"mlflow:{child}")
-    args.data_root = args.data_root or parent_tags.get("scolio.data_root")
     # The trial-side contract holds no partition (trials never see one); the parent run records the file.
-    args.partition = args.partition or parent_tags.get("scolio.partition_file")
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    context = prepare_sweep(profile, args, kind="finetune")
-    if baseline.split is not None and baseline.split.fingerprint != context.trainval.fingerprint:
-        raise ConfigError(f"the data at {args.data_root} gives split {context.trainval.fingerprint[:12]}, the "
-                          f"baseline was trained on {baseline.split.fingerprint[:12]}: its val ids would not be clean")
-    baseline_val = float(parent_tags.get("scolio.selected_val_macro_f1", "nan"))
-    context.callback.tags.update({"scolio.baseline_sweep_run": parent_id, "scolio.baseline_run": child,
-                                  "scolio.baseline_val_macro_f1": f"{baseline_val:.6f}"})
-    search_alg, scheduler = build_search(profile)
-    results = context.fit(train_finetune, search_alg=search_alg, scheduler=scheduler)
+    settings = dataclasses.replace(
+        settings, tracking_uri=tracking_uri, data_root=settings.data_root or parent_tags.get(schema.TAG_DATA_ROOT),
+        partition=settings.partition or parent_tags.get(schema.TAG_PARTITION_FILE))
+    context = prepare_sweep(profile, settings, kind="finetune")
+    # Before compute, as every trial will: the baseline's contract (input, model, split) must hold.
+    check_warm_start(baseline, context.base_config, context.trainval,
+                     allow_change=context.base_config.train.allow_contract_change)
+    baseline_val = float(parent_tags.get(schema.TAG_SELECTED_VAL_MACRO_F1, "nan"))
+    context.lifecycle.tags.update({schema.TAG_BASELINE_SWEEP_RUN: parent_id, schema.TAG_BASELINE_RUN: child,
+                                   schema.TAG_BASELINE_VAL_MACRO_F1: f"{baseline_val:.6f}"})
+    from trainables.finetune import train_finetune
+
+    search_alg, scheduler = build_search(context.profile)
+    results = run_trials(context, train_finetune, search_alg=search_alg, scheduler=scheduler,
+                         trainable_parameters={"tracking_uri": tracking_uri})
     outcome = finish_sweep(context, results, reopen_test=args.reopen_test)
     print_summary(context, outcome)
     print(f"  baseline (warm start) val macro-F1: {baseline_val:.4f}  ->  finetune val macro-F1: "
-          f"{outcome['val'].get('val/macro_f1', float('nan')):.4f}")
+          f"{outcome.val.get(schema.METRIC_VAL_MACRO_F1, float('nan')):.4f}")
     return outcome, baseline_val
 
 

@@ -8,6 +8,9 @@ child runs instead of duplicating them, and nothing is left RUNNING once the exp
     parent: tags scolio.sweep=<sweep>, scolio.role=parent
     child:  tags scolio.sweep=<sweep>, scolio.role=trial, ray.trial_id=<id>, mlflow.parentRunId=<parent>
 
+Every tag name and run lookup comes from scolio_core.tracking.schema, which the readers (report, audit,
+finetune's baseline lookup, scripts/check_mlflow_ui.py) share.
+
 Usage (see sweeps/engine.py):
 
     cb = MLflowLifecycle("sqlite:///mlflow.db", "scoliotune", "repr-sweep", metric="val/macro_f1",
@@ -31,7 +34,6 @@ from typing import Any
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (
     MAX_ENTITY_KEY_LENGTH,
     MAX_METRICS_PER_BATCH,
@@ -44,20 +46,27 @@ from ray.tune.experiment import Trial
 from ray.tune.search.sample import Domain
 
 from scolio_core.errors import ConfigError
+from scolio_core.tracking import schema
+from scolio_core.tracking.schema import (
+    ARTIFACT_CHECKPOINT,
+    ROLE_PARENT,
+    ROLE_TRIAL,
+    STOPPED_BY_INTERRUPT,
+    STOPPED_BY_SCHEDULER,
+    STOPPED_BY_STOPPER,
+    TAG_CHECKPOINT,
+    TAG_CHECKPOINT_SCORE,
+    TAG_ERROR,
+    TAG_FAILURES,
+    TAG_PARENT_RUN_ID,
+    TAG_RESTARTS,
+    TAG_ROLE,
+    TAG_STOPPED_BY,
+    TAG_SWEEP,
+    TAG_TRIAL_ID,
+)
 
 logger = logging.getLogger(__name__)
-
-TAG_SWEEP = "scolio.sweep"
-TAG_ROLE = "scolio.role"
-TAG_TRIAL_ID = "ray.trial_id"
-TAG_STOPPED_BY = "scolio.stopped_by"
-TAG_RESTARTS = "scolio.restarts"
-TAG_FAILURES = "scolio.failures"
-TAG_ERROR = "scolio.error"
-TAG_CHECKPOINT = "scolio.best_checkpoint"
-TAG_CHECKPOINT_SCORE = "scolio.best_checkpoint_score"
-ROLE_PARENT = "parent"
-ROLE_TRIAL = "trial"
 
 # Result keys Tune fills in itself: bookkeeping, not metrics of the model.
 _BOOKKEEPING = frozenset({
@@ -71,16 +80,16 @@ _FINAL_TRIAL_STATES = (Trial.TERMINATED, Trial.ERROR)
 
 def environment_tags() -> dict[str, str]:
     """Versions of the packages a result depends on, and the git commit of the code (when in a checkout)."""
-    tags = {"scolio.python": sys.version.split()[0]}
+    tags = {schema.TAG_PYTHON: sys.version.split()[0]}
     for package in ("ray", "mlflow", "optuna", "torch", "numpy", "scoliotune"):
         try:
-            tags[f"scolio.version.{package}"] = metadata.version(package)
+            tags[schema.version_tag(package)] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                                 cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-        tags["scolio.git_commit"] = commit
+        tags[schema.TAG_GIT_COMMIT] = commit
     except (OSError, subprocess.SubprocessError):
         pass  # not a checkout (e.g. an installed wheel): the package versions still identify the code
     return tags
@@ -133,13 +142,6 @@ def _chunks(items: list, size: int):
         yield items[start:start + size]
 
 
-def _quote(value: str, what: str) -> str:
-    # MLflow's filter grammar has no escape for quotes inside a string literal.
-    if "'" in value:
-        raise ConfigError(f"{what} {value!r} must not contain a single quote (it is used in MLflow filters)")
-    return f"'{value}'"
-
-
 class MLflowLifecycle(tune.Callback):
     """Owns the MLflow parent run of a sweep and one child run per Tune trial.
 
@@ -167,7 +169,7 @@ class MLflowLifecycle(tune.Callback):
                  log_checkpoints: bool = True) -> None:
         if mode not in ("max", "min"):
             raise ConfigError(f"mode must be 'max' or 'min', got {mode!r}")
-        _quote(sweep_name, "sweep name")
+        schema.quote(sweep_name, "sweep name")  # refuse a name no MLflow filter could find, before any run
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.sweep_name = sweep_name
@@ -209,11 +211,7 @@ class MLflowLifecycle(tune.Callback):
     # ----------------------------------------------------------------------------------------- parent
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
         self.experiment_id = self._experiment_id()
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TAG_SWEEP}` = {_quote(self.sweep_name, 'sweep name')} "
-                          f"and tags.`{TAG_ROLE}` = '{ROLE_PARENT}'",
-            order_by=["attributes.start_time ASC"], max_results=10)
+        found = schema.find_parent_runs(self.client, self.experiment_id, self.sweep_name)  # oldest first
         if found:
             parent = found[0]
             if len(found) > 1:
@@ -228,9 +226,9 @@ class MLflowLifecycle(tune.Callback):
                                             tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: ROLE_PARENT})
             self.parent_run_id = parent.info.run_id
             self._log_parent_params({})
-        tags = {**environment_tags(), **self.tags, "scolio.metric": self.metric, "scolio.mode": self.mode}
+        tags = {**environment_tags(), **self.tags, schema.TAG_METRIC: self.metric, schema.TAG_MODE: self.mode}
         if total_num_samples is not None:
-            tags["scolio.num_samples"] = str(total_num_samples)
+            tags[schema.TAG_NUM_SAMPLES] = str(total_num_samples)
         self._log_batch(self.parent_run_id, tags=tags)
 
     def _experiment_id(self) -> str:
@@ -254,18 +252,10 @@ class MLflowLifecycle(tune.Callback):
 
     def _load_children(self) -> None:
         """Index the parent's existing child runs by trial id (a restore reuses them)."""
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}'",
-                order_by=["attributes.start_time DESC"], max_results=1000, page_token=token)
-            for run in page:  # newest first, so the oldest duplicate (if any) wins
-                trial_id = run.data.tags.get(TAG_TRIAL_ID)
-                if trial_id:
-                    self._children[trial_id] = run.info.run_id
-            token = page.token
-            if not token:
-                break
+        for run in schema.find_child_runs(self.client, self.experiment_id, self.parent_run_id):
+            trial_id = run.data.tags.get(TAG_TRIAL_ID)
+            if trial_id:  # oldest first: a duplicate run of a trial (if any) never displaces the first
+                self._children.setdefault(trial_id, run.info.run_id)
 
     # ----------------------------------------------------------------------------------------- children
     def _child(self, trial: Trial) -> str:
@@ -274,7 +264,7 @@ class MLflowLifecycle(tune.Callback):
             run = self.client.create_run(
                 self.experiment_id, run_name=str(trial),
                 tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: ROLE_TRIAL, TAG_TRIAL_ID: trial.trial_id,
-                      MLFLOW_PARENT_RUN_ID: self.parent_run_id})
+                      TAG_PARENT_RUN_ID: self.parent_run_id})
             run_id = self._children[trial.trial_id] = run.info.run_id
             self._last_step[trial.trial_id] = 0
         return run_id
@@ -290,9 +280,9 @@ class MLflowLifecycle(tune.Callback):
         for key in [k for k in params if k in existing and existing[k] != params[k]]:
             logger.warning("trial %s: param %s is already logged as %r, not %r", trial, key, existing[key],
                            params[key])
-        tags = {"scolio.trial_name": str(trial)}
+        tags = {schema.TAG_TRIAL_NAME: str(trial)}
         if trial.local_path:
-            tags["scolio.trial_dir"] = trial.path or trial.local_path
+            tags[schema.TAG_TRIAL_DIR] = trial.path or trial.local_path
         self._log_batch(run_id, params={k: v for k, v in params.items() if k not in existing}, tags=tags)
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info) -> None:
@@ -301,7 +291,7 @@ class MLflowLifecycle(tune.Callback):
             # Tune sets `done` on a result it decided to stop at: its stopper or the scheduler.
             criteria = trial.stopping_criterion or {}
             hit = any(k in result and result[k] >= v for k, v in criteria.items())
-            self._stop_signal[trial.trial_id] = "stopper" if hit else "scheduler"
+            self._stop_signal[trial.trial_id] = STOPPED_BY_STOPPER if hit else STOPPED_BY_SCHEDULER
         run_id = self._child(trial)
         if trial.trial_id not in self._last_step:
             self._last_step[trial.trial_id] = self._logged_step(run_id)
@@ -337,10 +327,7 @@ class MLflowLifecycle(tune.Callback):
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         """Close every child still RUNNING, then the parent (FINISHED, or KILLED when interrupted)."""
         by_id = {t.trial_id: t for t in trials}
-        running = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.parent_run_id}' "
-                          f"and attributes.status = 'RUNNING'", max_results=10000)
+        running = schema.find_child_runs(self.client, self.experiment_id, self.parent_run_id, status="RUNNING")
         for run in running:
             trial = by_id.get(run.data.tags.get(TAG_TRIAL_ID, ""))
             if trial is not None and trial.status == Trial.TERMINATED:
@@ -348,12 +335,12 @@ class MLflowLifecycle(tune.Callback):
             elif trial is not None and trial.status == Trial.ERROR:
                 status = "FAILED"
             else:  # pending/paused/running at an interrupt, or a run of a trial Tune no longer knows
-                self._log_batch(run.info.run_id, tags={TAG_STOPPED_BY: "interrupted"})
+                self._log_batch(run.info.run_id, tags={TAG_STOPPED_BY: STOPPED_BY_INTERRUPT})
                 status = "KILLED"
             self.client.set_terminated(run.info.run_id, status=status)
         finished = all(t.status in _FINAL_TRIAL_STATES for t in trials)
         if not finished:
-            self._log_batch(self.parent_run_id, tags={TAG_STOPPED_BY: "interrupted"})
+            self._log_batch(self.parent_run_id, tags={TAG_STOPPED_BY: STOPPED_BY_INTERRUPT})
         self.client.set_terminated(self.parent_run_id, status="FINISHED" if finished else "KILLED")
 
     # ----------------------------------------------------------------------------------------- helpers
@@ -385,7 +372,7 @@ class MLflowLifecycle(tune.Callback):
             return None
         # Below budget. Without Tune's stop signal (lost when the driver was restarted) the trainable
         # returning early is indistinguishable from a scheduler stop; the scheduler is by far the usual cause.
-        return signal or "scheduler"
+        return signal or STOPPED_BY_SCHEDULER
 
     def _upload_best_checkpoint(self, trial: Trial, run_id: str) -> dict[str, str]:
         if not self.log_checkpoints:
@@ -400,7 +387,7 @@ class MLflowLifecycle(tune.Callback):
         if best is None:
             return {}
         with best.checkpoint.as_directory() as directory:  # downloads when storage is remote
-            self.client.log_artifacts(run_id, directory, artifact_path="checkpoint")
+            self.client.log_artifacts(run_id, directory, artifact_path=ARTIFACT_CHECKPOINT)
         return {TAG_CHECKPOINT: best.checkpoint.path, TAG_CHECKPOINT_SCORE: repr(best_score)}
 
     def _log_batch(self, run_id: str, metrics: list[Metric] = (), params: Mapping[str, str] | None = None,
@@ -439,8 +426,6 @@ def summarize_sweep(tracking_uri: str, experiment: str, sweep_name: str) -> pd.D
     try:
         return mlflow.search_runs(
             experiment_names=[experiment],
-            filter_string=f"tags.`{TAG_SWEEP}` = {_quote(sweep_name, 'sweep name')} "
-                          f"and tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'",
-            output_format="pandas")
+            filter_string=schema.trials_filter(sweep_name), output_format="pandas")
     finally:
         mlflow.set_tracking_uri(previous)

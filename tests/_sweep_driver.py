@@ -5,8 +5,8 @@
 Everything after `--` goes to `sweeps/<script>.py`'s `main()` unchanged. The only difference from running
 the script directly: the local Ray it starts uses `--ray-temp-dir` (short, private: Ray's socket paths are
 length-limited and /tmp/ray is shared with other users), `--num-cpus` and no dashboard. The sweep still
-connects to Ray at the point it normally does (after validating data and tracking), so the environment it
-prepares for its workers (PYTHONPATH, MLFLOW_TRACKING_URI) is what they inherit.
+connects to Ray at the point it normally does (after validating data and tracking), so it runs
+exactly the code path a user runs.
 """
 
 from __future__ import annotations

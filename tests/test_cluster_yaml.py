@@ -1,7 +1,7 @@
 """cluster.yaml and cluster-local.yaml pass the checks `ray up` itself runs, offline.
 
 Each file is validated against the JSON schema shipped inside the installed ray package, then put
-through Ray's own `prepare_config` + `validate_config` (what `ray up` does before touching a cloud);
+through Ray's own `prepare_config` + `validate_config` (via `sweeps/ray_private.py`) (what `ray up` does before touching a cloud);
 the on-prem file also goes through the local provider's bootstrap. No network: a fixture makes any
 socket connection fail, so nothing here can reach AWS. Broken copies must fail, so the checks can fail.
 
@@ -25,7 +25,8 @@ jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test extr
 pytest.importorskip("ray.autoscaler", reason="ray[default] is needed for the cluster launcher checks")
 
 import ray.autoscaler  # noqa: E402
-from ray.autoscaler._private.util import prepare_config, validate_config  # noqa: E402
+
+from sweeps.ray_private import prepare_cluster_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 AWS, LOCAL = "cluster.yaml", "cluster-local.yaml"
@@ -70,8 +71,7 @@ def test_file_matches_rays_schema(name: str, schema: dict) -> None:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_prepared_config_passes_rays_validation(name: str) -> None:
     raw = load(name)
-    prepared = prepare_config(copy.deepcopy(raw))
-    validate_config(prepared)
+    prepared = prepare_cluster_config(copy.deepcopy(raw))
     # prepare_config merged the common setup commands in front of the head/worker ones.
     assert prepared["head_setup_commands"][:len(raw["setup_commands"])] == raw["setup_commands"]
     assert prepared["worker_setup_commands"][:len(raw["setup_commands"])] == raw["setup_commands"]
@@ -79,10 +79,10 @@ def test_prepared_config_passes_rays_validation(name: str) -> None:
 
 
 def test_local_config_bootstraps_like_ray_up() -> None:
-    from ray.autoscaler._private.commands import _bootstrap_config
+    from ray.autoscaler.sdk import bootstrap_config
 
     raw = load(LOCAL)
-    config = _bootstrap_config(copy.deepcopy(raw), no_config_cache=True)
+    config = bootstrap_config(copy.deepcopy(raw), no_config_cache=True)
     (node_type,) = config["available_node_types"].values()
     workers = len(raw["provider"]["worker_ips"])
     assert node_type["min_workers"] == node_type["max_workers"] == workers == raw["max_workers"]
@@ -209,4 +209,4 @@ def test_broken_copies_fail_validation(name: str, break_it: Callable[[dict], Non
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(config, schema)
     with pytest.raises(error):
-        validate_config(prepare_config(copy.deepcopy(config)))
+        prepare_cluster_config(copy.deepcopy(config))

@@ -28,7 +28,8 @@ def _rank_main(rank: int, root: str, out: str) -> None:
     import torch.distributed as dist
 
     from scolio_core.training.batches import load_trainval
-    from scolio_core.training.loop import DataParallel, run_training
+    from scolio_core.training.loop import run_training
+    from scolio_core.training.parallel import DataParallel
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=WORLD)
@@ -58,7 +59,7 @@ def _rank_main(rank: int, root: str, out: str) -> None:
 @pytest.mark.slow  # two spawned processes
 def test_ranks_split_the_batch_rank0_checkpoints_and_resume_is_exact(synth_root, tmp_path):
     from scolio_core.training.checkpoint import read_checkpoint
-    from scolio_core.training.loop import DataParallel
+    from scolio_core.training.parallel import DataParallel
 
     assert [DataParallel(r, 3).batch_ids(8) for r in range(3)] == [3, 3, 2]  # one P×K batch per step in all
     torch.multiprocessing.spawn(_rank_main, args=(str(synth_root), str(tmp_path)), nprocs=WORLD, join=True)

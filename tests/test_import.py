@@ -23,6 +23,7 @@ from scolio_core.models.foreign import (
     convert_opengait_state,
     load_foreign_state,
 )
+from scolio_core.training.checkpoint import read_checkpoint
 
 torch.set_num_threads(1)
 
@@ -192,7 +193,6 @@ def test_refuses_non_weights_file(tmp_path: Path) -> None:
 
 
 def test_import_checkpoint_cli_writes_loadable_checkpoint(opengait_file, tmp_path: Path, capsys) -> None:
-    checkpoint = pytest.importorskip("scolio_core.training.checkpoint")
     from scolio_core.cli.main import main
 
     path, sd = opengait_file
@@ -210,7 +210,7 @@ def test_import_checkpoint_cli_writes_loadable_checkpoint(opengait_file, tmp_pat
                         seed=4)
     torch.save({"model": full, "iteration": 7}, path)
     assert main(args) == 0
-    loaded = checkpoint.read_checkpoint(out)
+    loaded = read_checkpoint(out)
     assert loaded.config.input.representation == "silhouette"
     assert loaded.config.input.alignment == "opengait"
     assert loaded.contract["provenance"]["format"] == "opengait"

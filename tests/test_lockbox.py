@@ -55,7 +55,7 @@ def test_a_look_that_crashed_still_counts(trained, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("killed mid-evaluation")
 
-    monkeypatch.setattr(lockbox, "predict_sequences", crash)
+    monkeypatch.setattr(lockbox, "predict_checkpoint", crash)
     with pytest.raises(RuntimeError):
         evaluate_test_once(checkpoint, config, split, ledger)
     monkeypatch.undo()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scolio_core.errors import DataError
+from scolio_core.errors import ConfigError, DataError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_mlflow_ui.py"
 
@@ -98,7 +98,8 @@ def test_main_reports_errors_with_exit_code_1(tmp_path, capsys):
     assert "missing.db" in err and err.count("\n") == 1
 
 
-def test_quotes_in_sweep_names_are_refused():
-    with pytest.raises(DataError, match="quote"):
-        ui._quoted("it's", "sweep name")
-    assert ui._quoted("repr-sweep", "sweep name") == "'repr-sweep'"
+def test_filters_come_from_the_schema():
+    # The script asks the REST API with the schema's filters, so it finds the parent `scolio report` reads.
+    assert ui.schema.sweep_filter("repr-sweep") == "tags.`scolio.sweep` = 'repr-sweep'"
+    with pytest.raises(ConfigError, match="quote"):
+        ui.schema.parents_filter("it's")

@@ -209,7 +209,7 @@ def crash_data(synth_root, tmp_path_factory) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------------------------------- tests
 def test_a_rerun_reuses_only_a_completed_latest_look():
-    from sweeps.common import recorded_test
+    from sweeps.finish import recorded_test
 
     def entry(attempt: int, state: str) -> dict:
         return {"attempt": attempt, "state": state, "reopened": attempt > 1, "metrics": {"test/n": attempt}}

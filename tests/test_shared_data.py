@@ -15,7 +15,7 @@ import pytest
 from conftest import access_log_reads, tiny_config
 
 from scolio_core.data.resolve import resolve_split
-from sweeps.profiles import load_profile
+from sweeps.profiles import load_profile, parse_distribution
 from trainables.shared_data import (
     SharedData,
     freeze,
@@ -36,14 +36,15 @@ def test_loading_configs_cover_what_the_search_can_load_once_per_key():
     # Four representations, sigma, joint weight, loss: two distinct loads (poses, silhouettes).
     assert _modalities(loading_configs(base, profile.search)) == [("silhouette", 0, "sconet"),
                                                                   ("skeleton", 4, "sconet")]
-    search = {"input.representation": {"choice": ["body-only", "silhouette"]},
-              "input.impute_neighbors": {"int": [2, 3]}, "model.name": {"choice": ["sconet", "drf"]}}
+    specs = {"input.representation": {"choice": ["body-only", "silhouette"]},
+             "input.impute_neighbors": {"int": [2, 3]}, "model.name": {"choice": ["sconet", "drf"]}}
+    search = {key: parse_distribution(spec, key) for key, spec in specs.items()}
     # Imputation only changes poses; DRF (PAVs) only exists with poses, so DRF + silhouette is skipped.
     assert _modalities(loading_configs(base, search)) == [
         ("silhouette", 0, "sconet"), ("skeleton", 2, "drf"), ("skeleton", 2, "sconet"),
         ("skeleton", 3, "drf"), ("skeleton", 3, "sconet")]
     # Too many values to pre-load: the base value only (other trials load for themselves).
-    assert _modalities(loading_configs(base, {"input.impute_neighbors": {"int": [1, 60]}})) == [
+    assert _modalities(loading_configs(base, {"input.impute_neighbors": parse_distribution({"int": [1, 60]}, "k")})) == [
         ("skeleton", 4, "sconet")]
 
 
@@ -77,6 +78,7 @@ def test_a_key_the_driver_did_not_load_is_loaded_by_the_trial_and_logged(synth_r
 @pytest.mark.parametrize("overrides", [{"input.representation": "silhouette"},
                                        {"model.name": "drf", "train.iterations": 3, "train.eval_every": 3}],
                          ids=["silhouette", "drf-poses-pav"])
+@pytest.mark.filterwarnings("error:The given NumPy array is not writable:UserWarning")
 def test_the_loop_trains_and_evaluates_on_read_only_data(synth_root, tmp_path, overrides):
     # Shared arrays are read-only: any in-place write in batching, rendering or evaluation would raise here.
     # (Poses without PAVs run read-only in the Ray test below.)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from scolio_core.errors import ConfigError
+from sweeps.ray_private import local_temp_dir_kwargs
 from sweeps.storage import (
     SHARED_ENV_VAR,
     check_storage_path,
@@ -131,7 +132,8 @@ def test_count_alive_nodes_on_a_local_ray_instance() -> None:
     # address="local" starts a private instance even if someone else's cluster runs on this machine; a
     # short private temp dir keeps Ray's unix socket paths under the OS length limit.
     temp_dir = tempfile.mkdtemp(prefix="scolio-ray-", dir="/tmp")
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
+             **local_temp_dir_kwargs(temp_dir))
     try:
         assert count_alive_nodes() == 1
     finally:

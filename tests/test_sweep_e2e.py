@@ -3,6 +3,7 @@ one-shot test, results/ consistent with MLflow, an idempotent re-run, and a fine
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,11 +50,23 @@ def test_one_child_run_per_trial_none_running_and_asha_stopped_some(sweep):
     assert set(children["status"]) <= {"FINISHED", "KILLED"}
     assert (children["tags.scolio.stopped_by"] == "scheduler").sum() >= 1
     assert parent["status"] == "FINISHED"
-    # the conditional space: silhouette trials carry no skeleton-map knobs in their search params
-    searched = children[children["params.input.representation"] == "silhouette"]
-    assert all(parent[f"params.search.{key}"] for key in ("input.sigma", "input.representation"))
     assert len(children) == children["tags.ray.trial_id"].nunique()
-    assert searched.empty or searched["params.input.representation"].eq("silhouette").all()
+    # The parent records the searched space as the profile wrote it.
+    assert json.loads(parent["params.search.input.sigma"]) == {"uniform": [1.0, 6.0]}
+    assert json.loads(parent["params.search.input.representation"]) == {
+        "choice": ["full-body", "body-only", "head-lite", "silhouette"]}
+    # The point to evaluate (the published default) ran as exactly one trial, with exactly its values.
+    representation = children["params.input.representation"]
+    sigma, weight = (pd.to_numeric(children[f"params.input.{k}"]) for k in ("sigma", "joint_weight"))
+    assert set(representation) <= {"full-body", "body-only", "head-lite", "silhouette"}
+    default = children[(representation == "body-only") & (sigma == 4.0) & (weight == 1.0)
+                       & (children["params.loss.class_weighting"] == "plain")]
+    assert len(default) == 1
+    # The conditional space: skeleton trials sampled the skeleton-map knobs within their ranges; silhouette
+    # trials (if TPE drew any) have none logged at all.
+    skeleton = representation != "silhouette"
+    assert sigma[skeleton].between(1.0, 6.0).all() and weight[skeleton].between(0.25, 2.0).all()
+    assert sigma[~skeleton].isna().all() and weight[~skeleton].isna().all()
 
 
 def test_one_shot_test_recorded_once_on_the_winner_selected_by_val(sweep):
@@ -81,10 +94,24 @@ def test_results_agree_with_mlflow(sweep):
                  "test_confusion_matrix.png"):
         assert (results / name).stat().st_size > 0, name
     board = pd.read_csv(results / "leaderboard.csv")
-    trials = board[board.iloc[:, 0].astype(str).str.len() > 0]
-    assert board.shape[0] == len(children) + 1  # one row per trial + the winner's one-shot test row
     assert "one-shot" in (results / "leaderboard.md").read_text()
-    assert trials.shape[0] >= len(children)
+    # One val row per child run, ranked 1..n by its best val macro-F1 as MLflow recorded it ...
+    trials, tests = board[board["split"] == "val"], board[board["split"] != "val"]
+    assert sorted(trials["run_id"]) == sorted(children["run_id"])
+    assert trials["rank"].tolist() == list(range(1, len(children) + 1))
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    for _, row in trials.iterrows():
+        history = client.get_metric_history(row["run_id"], "val/macro_f1")
+        assert row["macro_f1"] == pytest.approx(max(m.value for m in history)), row["run_id"]
+        # the run's MLflow status, with who stopped it when someone did ("KILLED by ASHA")
+        assert row["status"].split()[0] == children.set_index("run_id").at[row["run_id"], "status"]
+    assert trials["macro_f1"].is_monotonic_decreasing
+    # ... then exactly one test row: the selected winner, with the parent's test score.
+    assert len(tests) == 1
+    test = tests.iloc[0]
+    assert test["split"] == "one-shot test" and pd.isna(test["rank"])
+    assert test["run_id"] == parent["tags.scolio.selected_run_id"]
+    assert test["macro_f1"] == pytest.approx(parent["metrics.test/macro_f1"])
 
 
 def test_rerun_reuses_the_sweep_and_does_not_look_at_test_again(sweep):

@@ -52,3 +52,69 @@ def test_paired_difference_pairs_by_seed():
     assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
     with pytest.raises(ConfigError):
         paired_difference(rows[-1:], "val/macro_f1")
+
+
+BASE = "name: x\nmetric: val/macro_f1\nmode: max\nfixed: {}\nsearch: {input.sigma: {uniform: [1, 2]}}\n"
+
+
+@pytest.mark.parametrize("extra, named", [
+    ("asha: {grace_perod: 2}\n", "asha.grace_perod"),
+    ("budget: {num_samples: 4, max_concurent_trials: 2}\n", "budget.max_concurent_trials"),
+    ("resources: {gpus_per_trail: 1}\n", "resources.gpus_per_trail"),
+    ("synth: {num_sequence: 10}\n", "synth.num_sequence"),
+    ("budget: {num_samples: four}\n", "budget.num_samples"),
+    ("budget: {num_samples: 0}\n", "budget.num_samples"),
+    ("asha: {reduction_factor: 1}\n", "asha.reduction_factor"),
+    ("resources: {workers_per_trial: 1.5}\n", "resources.workers_per_trial"),
+])
+def test_every_section_refuses_unknown_keys_and_bad_values(tmp_path, extra, named):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE + extra)
+    with pytest.raises(ConfigError) as caught:
+        load_profile(str(bad))
+    message = str(caught.value)
+    assert str(bad) in message and named in message and "\n" not in message
+
+
+@pytest.mark.parametrize("search, named", [
+    ("{input.sigma: {uniformm: [1, 2]}}", "search.input.sigma"),
+    ("{input.sigma: {uniform: [2, 1]}}", "search.input.sigma.uniform"),
+    ("{train.lr: {loguniform: [0, 1]}}", "search.train.lr.loguniform"),
+    ("{train.iterations: {int: [1.5, 3]}}", "search.train.iterations.int"),
+    ("{input.sigma: {uniform: [-1, 2]}}", "search.input.sigma"),
+])
+def test_bad_distributions_name_their_key(tmp_path, search, named):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.replace("search: {input.sigma: {uniform: [1, 2]}}", f"search: {search}"))
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_profile(str(bad))
+
+
+def test_sections_are_typed_with_defaults_for_absent_keys():
+    profile = load_profile("smoke")
+    assert (profile.asha.grace_period, profile.asha.reduction_factor) == (1, 2)
+    assert profile.budget.num_samples == 5 and profile.resources.workers_per_trial == 1
+    assert profile.synth.cache_key == "synth-n60-t16-r112-s0"
+    # The searched space records as the YAML wrote it (a resumed sweep compares these params exactly).
+    assert profile.search_specs()["input.sigma"] == {"uniform": [1.0, 6.0]}
+
+
+def test_a_profile_typo_exits_2_with_one_line_before_ray_starts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shipped = (Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml").read_text()
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(shipped.replace("asha: {grace_period: 1,", "asha: {grace_perod: 1,"))
+    probe = ("import sys; from sweeps import representation; rc = representation.main(sys.argv[1:]); "
+             "print('ray imported' if 'ray' in sys.modules else 'ray not imported'); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", probe, "--profile", str(bad), "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--storage-path", str(tmp_path / "ray")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "asha.grace_perod" in lines[0], done.stderr
+    assert done.stdout.strip() == "ray not imported"
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray").exists()

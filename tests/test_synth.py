@@ -15,6 +15,7 @@ from sklearn.metrics import f1_score
 
 from scolio_core import CLASS_NAMES
 from scolio_core.cli.main import main as cli_main
+from scolio_core.data.release import index_release, load_sequences
 from scolio_core.data.synth import (
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
@@ -197,13 +198,12 @@ def test_cli_refuses_non_empty_dir_then_writes(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_data_layer_reads_the_output(release) -> None:
-    dataset = pytest.importorskip("scolio_core.data.release", reason="scolio_core.data.release not written yet")
     out, summary = release
     split = json.loads(summary.partition_path.read_text())
     for modality, root in (("skeleton", out / POSE), ("silhouette", out / SIL)):
-        index = dataset.index_release(root)
+        index = index_release(root)
         assert sorted(index) == sorted(split["TRAIN_SET"] + split["TEST_SET"])
         train_labels = [index[i].label for i in split["TRAIN_SET"]]
         assert np.bincount(train_labels, minlength=3).tolist() == [summary.counts["train"][c] for c in CLASS_NAMES]
-        sequences = dataset.load_sequences(root, split["TEST_SET"], modality)
+        sequences = load_sequences(root, split["TEST_SET"], modality)
         assert len(sequences) == len(split["TEST_SET"]) and sequences.frames.shape[0] == len(split["TEST_SET"]) * T

@@ -15,7 +15,8 @@ bundles in a placement group of its own (Train V2 schedules its workers into tha
 workers in the trial's group would be held twice and never used). `max_concurrent_trials` therefore bounds
 how many worker groups are asked for at once.
 
-Each worker runs `scolio_core.training.loop.run_training` with a `DataParallel` context (gloo on CPU, nccl on GPU):
+Each worker runs `scolio_core.training.loop.run_training` with a `DataParallel` context
+(scolio_core/training/parallel.py; gloo on CPU, nccl on GPU):
 DistributedDataParallel model, its own share of the P×K batch, evaluation and checkpoints on rank 0 only.
 Workers get the config (partition stripped) and the `TrainValSplit`: no test ids reach any process. With the
 sweep driver's `shared` refs (trainables/shared_data.py) workers map the train/val arrays from the object store.
@@ -60,7 +61,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from scolio_core.training.loop import DataParallel, run_training
+    from scolio_core.training.loop import run_training
+    from scolio_core.training.parallel import DataParallel
     from trainables._tune_report import local_workdir
     from trainables.shared_data import trial_data
 

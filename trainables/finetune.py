@@ -1,28 +1,23 @@
 """Ray Tune function trainable: AdamW + cosine finetune warm-started from a baseline checkpoint.
 
 `train.init_from` names the baseline: a checkpoint directory (a Tune checkpoint is one), or
-`mlflow:<run_id>` for the `checkpoint/` artifact of an MLflow run (tracking URI from the trial's
-`MLFLOW_TRACKING_URI`). The finetune inherits the baseline's data contract: input settings, model and split
+`mlflow:<run_id>` for the `checkpoint/` artifact of an MLflow run (the sweep driver hands the trial its
+tracking URI through `tune.with_parameters`). The finetune inherits the baseline's data contract: input settings, model and split
 must match unless `train.allow_contract_change: true` says the change is intended.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from scolio_core.config import ExperimentConfig
 from scolio_core.data.splits import TrainValSplit
-from scolio_core.errors import ConfigError, ContractError
-from scolio_core.evaluation.contract import warm_start_violations
+from scolio_core.errors import ConfigError
+from scolio_core.evaluation.contract import check_warm_start
+from scolio_core.evaluation.predict import predict_loaded
+from scolio_core.tracking import schema
 from scolio_core.training.checkpoint import Checkpoint, read_checkpoint
-from scolio_core.training.inference import (
-    checkpoint_pav,
-    load_model,
-    pick_device,
-    predict_sequences,
-)
 from scolio_core.training.loop import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
 from trainables.baseline import trial_experiment_config
@@ -40,36 +35,34 @@ def fetch_baseline(init_from: str, tracking_uri: str | None = None) -> Path:
         import mlflow
 
         run_id = init_from[len(MLFLOW_PREFIX):]
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint",
-                                                         tracking_uri=uri))
+        if not tracking_uri:
+            raise ConfigError(f"train.init_from {init_from!r} names an MLflow run, but this trial was given "
+                              "no tracking URI (run it through sweeps/finetune.py)")
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=schema.ARTIFACT_CHECKPOINT,
+                                                         tracking_uri=tracking_uri))
     path = Path(init_from)
     if not path.is_dir():
         raise ConfigError(f"train.init_from: baseline checkpoint directory {path} does not exist")
     return path
 
 
-def load_warm_start(experiment: ExperimentConfig, split: TrainValSplit) -> Checkpoint:
+def load_warm_start(experiment: ExperimentConfig, split: TrainValSplit, tracking_uri: str | None = None) -> Checkpoint:
     """Read the baseline and enforce its contract (unless the config allows the change)."""
-    baseline = read_checkpoint(fetch_baseline(experiment.train.init_from))
-    problems = warm_start_violations(baseline, experiment, split)
-    if problems and not experiment.train.allow_contract_change:
-        raise ContractError(f"finetune contradicts baseline {baseline.directory}: " + "; ".join(problems)
-                            + " (set train.allow_contract_change: true if the change is intended)")
+    baseline = read_checkpoint(fetch_baseline(experiment.train.init_from, tracking_uri))
+    check_warm_start(baseline, experiment, split, allow_change=experiment.train.allow_contract_change)
     return baseline
 
 
 def warm_start_metrics(experiment: ExperimentConfig, baseline: Checkpoint, data) -> dict:
     """Val macro-F1 of the baseline weights before any finetune step (the finetune's starting point)."""
-    device = pick_device(experiment.train.device)
-    pav = checkpoint_pav(baseline, data.val_pav)  # the stats the baseline fitted on its training ids
-    start = predict_sequences(load_model(baseline, device), data.val, experiment, device, pav).metrics()
+    start = predict_loaded(baseline, experiment, data.val, data.val_pav).metrics()
     return {"warmstart/val_macro_f1": float(start["macro_f1"]), "warmstart/val_accuracy": float(start["accuracy"])}
 
 
-def train_finetune(config: dict, split: TrainValSplit, shared: SharedData | None = None) -> None:
+def train_finetune(config: dict, split: TrainValSplit, shared: SharedData | None = None,
+                   tracking_uri: str | None = None) -> None:
     experiment = trial_experiment_config(config)
-    baseline = load_warm_start(experiment, split)
+    baseline = load_warm_start(experiment, split, tracking_uri)
     data = trial_data(experiment, split, shared)
     extra = warm_start_metrics(experiment, baseline, data)
     workdir = local_workdir()

@@ -62,23 +62,17 @@ def loading_key(config: ExperimentConfig, split: TrainValSplit) -> str:
     return "|".join([split.fingerprint[:16], *_data_knobs(config)])
 
 
-def _searched_values(spec: Mapping[str, list]) -> list | None:
-    """The values a search entry can produce, or None when they are too many (or continuous) to pre-load."""
-    kind, values = next(iter(spec.items()))
-    if kind == "choice":
-        return list(values)
-    if kind == "int" and int(values[1]) - int(values[0]) + 1 <= MAX_ENUMERATED_VALUES:
-        return list(range(int(values[0]), int(values[1]) + 1))
-    return None
+def loading_configs(base: ExperimentConfig, search: Mapping[str, Any]) -> list[ExperimentConfig]:
+    """One config per distinct loading key the search space can produce (base values elsewhere).
 
-
-def loading_configs(base: ExperimentConfig, search: Mapping[str, Mapping[str, list]]) -> list[ExperimentConfig]:
-    """One config per distinct loading key the search space can produce (base values elsewhere)."""
+    `search` maps dotted keys to a profile's distributions (`sweeps.profiles`); their `enumerate(limit)`
+    gives the values one can produce, or None when they are too many (or continuous) to pre-load.
+    """
     axes: dict[str, list] = {}
     for key in LOADING_FIELDS:
         if key not in search:
             continue
-        values = _searched_values(search[key])
+        values = search[key].enumerate(MAX_ENUMERATED_VALUES)
         if values is None:
             logger.warning("search.%s is not enumerable; only its base value %r is pre-loaded, trials with "
                            "other values load their data themselves", key, base.to_flat()[key])
@@ -134,15 +128,24 @@ def _arrays(data: TrainValData) -> list[np.ndarray]:
 def freeze(data: TrainValData) -> TrainValData:
     """Mark every array read-only (object-store arrays already are; this makes small inlined ones agree).
 
-    numpy then refuses in-place writes. torch does not: `torch.from_numpy` on a read-only array only warns
-    and the tensor writes straight into the shared pages, so in this process that warning becomes an error
-    (torch emits it once per process; the loop and batch code only wrap fresh copies, so the first one is
-    the bug).
+    numpy then refuses in-place writes; torch only warns (see `_refuse_torch_writes`). No warnings filter is
+    touched here: a caller outside a trial (a test, a benchmark) keeps its own.
     """
     for array in _arrays(data):
         array.flags.writeable = False
-    warnings.filterwarnings("error", message="The given NumPy array is not writable", category=UserWarning)
     return data
+
+
+def _refuse_torch_writes() -> None:
+    """In this trial process, wrapping a read-only array with `torch.from_numpy` raises instead of warning.
+
+    torch only warns there, and the tensor then writes straight into pages every trial on the node maps.
+    The filter is this process's because the mapped arrays live as long as the trial, and a trial owns its
+    actor process; a `with warnings.catch_warnings()` block would have to span the whole trial, in the
+    trainables. torch emits the warning once per process, and the loop and batch
+    code only wrap fresh copies, so the first one is the bug.
+    """
+    warnings.filterwarnings("error", message="The given NumPy array is not writable", category=UserWarning)
 
 
 def trial_data(config: ExperimentConfig, split: TrainValSplit, shared: SharedData | None) -> TrainValData:
@@ -160,4 +163,5 @@ def trial_data(config: ExperimentConfig, split: TrainValSplit, shared: SharedDat
     data = ray.get(ref)
     if data.split.fingerprint != split.fingerprint:  # the key holds the fingerprint: an internal invariant
         raise AssertionError(f"shared data for {key} carries split {data.split.fingerprint}")
+    _refuse_torch_writes()  # only where shared pages are mapped: data loaded by the trial itself is private
     return freeze(data)

@@ -15,9 +15,10 @@ EXIT_PROBLEM = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from scolio_core.tracking.report import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+    from scolio_core.tracking.report import DEFAULT_TRACKING_URI
+    from scolio_core.tracking.schema import DEFAULT_EXPERIMENT, TAG_SWEEP
 
-    parser.add_argument("sweep", metavar="SWEEP", help="sweep name (the parent run's scolio.sweep tag)")
+    parser.add_argument("sweep", metavar="SWEEP", help=f"sweep name (the parent run's {TAG_SWEEP} tag)")
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                         help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name (default %(default)s)")

@@ -46,7 +46,6 @@ def format_confusion(matrix: list[list[int]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from scolio_core.data.resolve import resolve_split
-    from scolio_core.errors import ContractError
     from scolio_core.evaluation.contract import check_contract
     from scolio_core.training.checkpoint import checkpoint_hash, read_checkpoint
     from scolio_core.training.metrics import flatten_metrics
@@ -66,27 +65,11 @@ def run(args: argparse.Namespace) -> int:
         label = f"TEST (one-shot, attempt {result.attempt})" if not result.reopened else \
             f"TEST — REOPENED (attempt {result.attempt}; not a clean one-shot estimate)"
     else:
-        from scolio_core.training.batches import load_sequence_set
-        from scolio_core.training.inference import (
-            checkpoint_pav,
-            load_model,
-            pick_device,
-            predict_sequences,
-        )
+        from scolio_core.evaluation.predict import predict_checkpoint
 
-        overrides = check_contract(checkpoint, config, split.val, "val", override=args.override_contract)
-        recorded = checkpoint.split
-        if recorded is not None and recorded.fingerprint != split.trainval().fingerprint:
-            problem = (f"split fingerprint: checkpoint {recorded.fingerprint[:12]}, "
-                       f"data {split.trainval().fingerprint[:12]} (different partition or val carve)")
-            if not args.override_contract:
-                raise ContractError(f"{checkpoint.directory}: {problem}; pass --override-contract to evaluate anyway")
-            overrides.append(problem)
-        device = pick_device(args.device)
-        sequences, raw_pav = load_sequence_set(config, split.val)
-        predictions = predict_sequences(load_model(checkpoint, device), sequences, config, device,
-                                        checkpoint_pav(checkpoint, raw_pav))
-        point = predictions.metrics()
+        overrides = check_contract(checkpoint, config, split.val, "val", trainval=split.trainval(),
+                                   override=args.override_contract)
+        point = predict_checkpoint(checkpoint, config, split.val).metrics()
         metrics, matrix = flatten_metrics(point, "val"), point["confusion_matrix"]
         label = "VAL"
     if args.json:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
 from scolio_core import CLASS_NAMES
 
 
@@ -25,33 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from scolio_core.data.release import SequenceSet, load_pose, load_silhouette
-    from scolio_core.render.impute import impute_missing
-    from scolio_core.render.pav import compute_pav
+    from scolio_core.evaluation.predict import load_files, predict_loaded
     from scolio_core.training.checkpoint import read_checkpoint
-    from scolio_core.training.inference import (
-        checkpoint_pav,
-        load_model,
-        pick_device,
-        predict_sequences,
-    )
 
     checkpoint = read_checkpoint(args.checkpoint)
     config = checkpoint.config.replace(**{"train.device": args.device})
-    skeleton = config.input.modality == "skeleton"
-    arrays = []
-    for path in args.files:  # every file is checked before any inference runs
-        if skeleton:
-            arrays.append(impute_missing(load_pose(path), k=config.input.impute_neighbors))
-        else:
-            arrays.append(load_silhouette(path))
-    lengths = np.asarray([len(a) for a in arrays])
-    sequences = SequenceSet(ids=list(args.files), labels=np.zeros(len(arrays), dtype=np.int64),
-                            frames=np.concatenate(arrays), offsets=np.concatenate([[0], np.cumsum(lengths)]))
-    raw_pav = np.stack([compute_pav(a) for a in arrays]) if config.model.needs_pav else None
-    device = pick_device(args.device)
-    predictions = predict_sequences(load_model(checkpoint, device), sequences, config, device,
-                                    checkpoint_pav(checkpoint, raw_pav))
+    predictions = predict_loaded(checkpoint, config, *load_files(config, args.files))
     probs = torch.softmax(torch.from_numpy(predictions.logits) * config.loss.scale, dim=1).numpy()
     out = {path: {"class": CLASS_NAMES[int(k)],
                   "logits": dict(zip(CLASS_NAMES, map(float, logit))),

@@ -10,8 +10,9 @@ from scolio_core.training.checkpoint import Checkpoint
 
 
 def contract_violations(checkpoint: Checkpoint, config: ExperimentConfig, evaluated_ids: list[str] | tuple[str, ...],
-                        split_name: str) -> list[str]:
-    """Ways evaluating `checkpoint` with `config` on `evaluated_ids` breaks its contract (empty: none)."""
+                        split_name: str, trainval: TrainValSplit | None = None) -> list[str]:
+    """Ways evaluating `checkpoint` with `config` on `evaluated_ids` breaks its contract (empty: none);
+    with `trainval` (the data's train/val split), also a checkpoint trained on another split."""
     problems: list[str] = []
     recorded = checkpoint.config.input
     if recorded.modality != config.input.modality:
@@ -25,13 +26,17 @@ def contract_violations(checkpoint: Checkpoint, config: ExperimentConfig, evalua
         if overlap:
             problems.append(f"{len(overlap)} evaluated {split_name} id(s) were training ids of this checkpoint "
                             f"(e.g. {', '.join(overlap[:3])})")
+        if trainval is not None and split.fingerprint != trainval.fingerprint:
+            # Another partition or val carve: val ids could be its training ids, test ids its val ids.
+            problems.append(f"split fingerprint: checkpoint {split.fingerprint[:12]} ({split.partition}), "
+                            f"data {trainval.fingerprint[:12]} ({trainval.partition})")
     return problems
 
 
 def check_contract(checkpoint: Checkpoint, config: ExperimentConfig, evaluated_ids: list[str] | tuple[str, ...],
-                   split_name: str, override: bool = False) -> list[str]:
+                   split_name: str, trainval: TrainValSplit | None = None, override: bool = False) -> list[str]:
     """Raise ContractError on violations unless `override`; returns the (overridden) violations."""
-    problems = contract_violations(checkpoint, config, evaluated_ids, split_name)
+    problems = contract_violations(checkpoint, config, evaluated_ids, split_name, trainval)
     if problems and not override:
         raise ContractError(f"{checkpoint.directory}: data contract violated: " + "; ".join(problems)
                             + " (pass --override-contract to evaluate anyway; it is recorded)")
@@ -40,12 +45,19 @@ def check_contract(checkpoint: Checkpoint, config: ExperimentConfig, evaluated_i
 
 def warm_start_violations(baseline: Checkpoint, config: ExperimentConfig, split: TrainValSplit) -> list[str]:
     """Ways a finetune `config` on `split` contradicts the baseline checkpoint it warm-starts from."""
-    problems = contract_violations(baseline, config, split.val, "val")
+    problems = contract_violations(baseline, config, split.val, "val", trainval=split)
     for key, value in config.model.__dict__.items():
         if getattr(baseline.config.model, key) != value:
             problems.append(f"model.{key}: baseline {getattr(baseline.config.model, key)!r}, finetune {value!r}")
-    recorded = baseline.split
-    if recorded is not None and recorded.fingerprint != split.fingerprint:
-        problems.append(f"split: baseline {recorded.partition}/{recorded.fingerprint[:12]}, "
-                        f"finetune {split.partition}/{split.fingerprint[:12]} (val ids could overlap baseline training)")
+    return problems
+
+
+def check_warm_start(baseline: Checkpoint, config: ExperimentConfig, split: TrainValSplit,
+                     allow_change: bool = False) -> list[str]:
+    """Raise ContractError if a finetune contradicts its baseline, unless `allow_change`
+    (`train.allow_contract_change`); returns the (allowed) violations."""
+    problems = warm_start_violations(baseline, config, split)
+    if problems and not allow_change:
+        raise ContractError(f"finetune contradicts baseline {baseline.directory}: " + "; ".join(problems)
+                            + " (set train.allow_contract_change: true if the change is intended)")
     return problems

@@ -6,7 +6,8 @@ for the same scope refuses a new evaluation unless `reopen=True`, and a reopened
 in its metrics, tags and ledger entry.
 
 Two ledgers share one format:
-- `MlflowLedger`: entries are tags on a sweep's parent run (scope = the sweep), metrics go on that run.
+- `MlflowLedger` (scolio_core.tracking.ledger): entries are tags on a sweep's parent run (scope = the
+  sweep; tag names in scolio_core.tracking.schema), metrics go on that run.
 - `FileLedger`: a JSON-lines file (default `~/.scoliotune/lockbox_ledger.jsonl`, or `$SCOLIO_LEDGER`),
   scope = the checkpoint's hash; used by standalone `scolio eval --split test`.
 """
@@ -29,20 +30,9 @@ from scolio_core.data.release import validate_release
 from scolio_core.data.splits import Split
 from scolio_core.errors import LockboxError
 from scolio_core.evaluation.contract import check_contract
-from scolio_core.training.batches import load_sequence_set
+from scolio_core.evaluation.predict import predict_checkpoint
 from scolio_core.training.checkpoint import Checkpoint, checkpoint_hash, git_commit
-from scolio_core.training.inference import (
-    checkpoint_pav,
-    load_model,
-    pick_device,
-    predict_sequences,
-)
 from scolio_core.training.metrics import bootstrap_ci, flatten_metrics
-
-TAG_STATE = "scolio.lockbox.state"  # opened | completed
-TAG_COUNT = "scolio.lockbox.evaluations"
-TAG_ENTRY = "scolio.lockbox.entry."  # + attempt number
-TAG_REOPENED = "scolio.test.reopened"
 
 
 class Ledger(Protocol):
@@ -108,30 +98,20 @@ def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: 
             f"the test set was already evaluated {looks} time(s) for this scope (first at {first['time']}, "
             f"checkpoint {first['checkpoint_hash'][:12]}){unfinished}; a second look is refused. "
             f"Pass {reopen_flag} to evaluate again: the result will be labelled REOPENED everywhere.")
-    trainval_fp = split.trainval().fingerprint
-    recorded = checkpoint.split
-    overrides = check_contract(checkpoint, config, split.test, "test", override=override_contract)
-    if recorded is not None and recorded.fingerprint != trainval_fp:
-        problem = (f"split fingerprint: checkpoint {recorded.fingerprint[:12]} ({recorded.partition}), "
-                   f"data {trainval_fp[:12]} ({split.partition})")
-        if not override_contract:
-            raise LockboxError(f"{checkpoint.directory}: {problem}; pass --override-contract to test anyway")
-        overrides.append(problem)
+    trainval = split.trainval()
+    overrides = check_contract(checkpoint, config, split.test, "test", trainval=trainval, override=override_contract)
 
     validate_test_files(config, split)  # before the look is recorded
     entry = {
         "attempt": looks + 1, "reopened": looks > 0, "checkpoint": str(checkpoint.directory),
         "checkpoint_hash": checkpoint_hash(checkpoint.directory), "split_fingerprint": split.fingerprint,
-        "trainval_fingerprint": trainval_fp, "partition": split.partition, "n_test": len(split.test),
+        "trainval_fingerprint": trainval.fingerprint, "partition": split.partition, "n_test": len(split.test),
         "contract_overrides": overrides, "code_version": __version__, "git_commit": git_commit(),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     ledger.append({**entry, "state": "opened"})
 
-    device = pick_device(config.train.device)
-    model = load_model(checkpoint, device)
-    sequences, raw_pav = load_sequence_set(config, split.test)
-    predictions = predict_sequences(model, sequences, config, device, checkpoint_pav(checkpoint, raw_pav))
+    predictions = predict_checkpoint(checkpoint, config, split.test)
     point = predictions.metrics()
     metrics = flatten_metrics(point, "test")
     intervals = bootstrap_ci(predictions.labels, predictions.predicted, n_resamples=bootstrap_resamples, seed=0)

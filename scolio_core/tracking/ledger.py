@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 
-from scolio_core.evaluation.lockbox import TAG_COUNT, TAG_ENTRY, TAG_REOPENED, TAG_STATE
+from scolio_core.tracking.schema import (
+    TAG_LOCKBOX_ENTRY,
+    TAG_LOCKBOX_EVALUATIONS,
+    TAG_LOCKBOX_STATE,
+    TAG_TEST_REOPENED,
+    lockbox_entry_tag,
+)
 
 
 class MlflowLedger:
@@ -19,7 +25,7 @@ class MlflowLedger:
 
     def entries(self) -> list[dict]:
         tags = self.client.get_run(self.run_id).data.tags
-        rows = [json.loads(v) for k, v in tags.items() if k.startswith(TAG_ENTRY)]
+        rows = [json.loads(v) for k, v in tags.items() if k.startswith(TAG_LOCKBOX_ENTRY)]
         return sorted(rows, key=lambda row: (row["attempt"], row["state"] == "completed"))
 
     def append(self, entry: dict) -> None:
@@ -27,11 +33,11 @@ class MlflowLedger:
 
         # One log_batch: MLflow writes its metrics first and then all its tags in one transaction, so a crash
         # mid-append never leaves a "completed" entry without its test metrics or the summary tags.
-        tags = {f"{TAG_ENTRY}{entry['attempt']}.{entry['state']}": json.dumps(entry, sort_keys=True),
-                TAG_STATE: entry["state"], TAG_COUNT: str(entry["attempt"])}
+        tags = {lockbox_entry_tag(entry["attempt"], entry["state"]): json.dumps(entry, sort_keys=True),
+                TAG_LOCKBOX_STATE: entry["state"], TAG_LOCKBOX_EVALUATIONS: str(entry["attempt"])}
         metrics = []
         if entry["state"] == "completed":
-            tags[TAG_REOPENED] = str(entry["reopened"]).lower()
+            tags[TAG_TEST_REOPENED] = str(entry["reopened"]).lower()
             now = int(_dt.datetime.now().timestamp() * 1000)
             metrics = [Metric(k, float(v), now, 0) for k, v in entry["metrics"].items() if isinstance(v, (int, float))]
         self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()],

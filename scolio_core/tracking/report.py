@@ -26,12 +26,13 @@ import pandas as pd
 
 from scolio_core import CLASS_NAMES
 from scolio_core.errors import ConfigError, DataError, ScolioError
+from scolio_core.tracking import schema
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_EXPERIMENT = "scoliotune"
-VAL_METRIC = "val/macro_f1"
+DEFAULT_EXPERIMENT = schema.DEFAULT_EXPERIMENT
+VAL_METRIC = schema.METRIC_VAL_MACRO_F1
 # Prefixes under which a parent run may name its search space (`search.input.sigma`).
-SEARCH_PREFIXES = ("search.", "space.")
+SEARCH_PREFIXES = schema.SEARCH_PARAM_PREFIXES
 # Test metrics shown with their 95 % interval in summary.md (scolio_core.training.metrics.CI_METRICS).
 TEST_CI_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "sensitivity/positive",
                    "specificity/negative", "refer/sensitivity", "refer/specificity")
@@ -58,14 +59,16 @@ class Trial:
 
     @property
     def trial_id(self) -> str:
-        return self.run.data.tags.get("ray.trial_id", self.run.info.run_name or self.run_id[:8])
+        return self.run.data.tags.get(schema.TAG_TRIAL_ID, self.run.info.run_name or self.run_id[:8])
 
     @property
     def status(self) -> str:
         status = self.run.info.status
         if status == "KILLED":
-            stopped = self.run.data.tags.get("scolio.stopped_by")
-            return "KILLED by ASHA" if stopped == "scheduler" else f"KILLED ({stopped or 'reason not recorded'})"
+            stopped = self.run.data.tags.get(schema.TAG_STOPPED_BY)
+            if stopped == schema.STOPPED_BY_SCHEDULER:
+                return "KILLED by ASHA"
+            return f"KILLED ({stopped or 'reason not recorded'})"
         return status
 
     def best(self, metric: str = VAL_METRIC, mode: str = "max") -> tuple[int | None, float]:
@@ -95,14 +98,14 @@ class SweepRecord:
 
     @property
     def metric(self) -> str:
-        return self.tags.get("scolio.metric", VAL_METRIC)
+        return self.tags.get(schema.TAG_METRIC, schema.DEFAULT_METRIC)
 
     @property
     def mode(self) -> str:
-        return self.tags.get("scolio.mode", "max")
+        return self.tags.get(schema.TAG_MODE, schema.DEFAULT_MODE)
 
     def winner(self) -> Trial | None:
-        run_id, trial_id = self.tags.get("scolio.selected_run_id"), self.tags.get("scolio.selected_trial")
+        run_id, trial_id = self.tags.get(schema.TAG_SELECTED_RUN_ID), self.tags.get(schema.TAG_SELECTED_TRIAL)
         for trial in self.trials:
             if (run_id and trial.run_id == run_id) or (not run_id and trial_id and trial.trial_id == trial_id):
                 return trial
@@ -141,18 +144,6 @@ def open_client(tracking_uri: str) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
-
-
-def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000,
-                                  order_by=["attributes.start_time ASC"], page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
@@ -194,20 +185,17 @@ def load_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EXP
         names = [e.name for e in client.search_experiments()]
         raise ConfigError(f"no MLflow experiment {experiment!r} at {tracking_uri} (found: {names}); "
                           "pass --experiment")
-    quoted = sweep_name.replace("'", "\\'")
-    parents = _search_all(client, found.experiment_id,
-                          f"tags.`scolio.sweep` = '{quoted}' and tags.`scolio.role` = 'parent'")
-    if not parents:
-        sweeps = sorted({r.data.tags.get("scolio.sweep", "?") for r in _search_all(
-            client, found.experiment_id, "tags.`scolio.role` = 'parent'")})
+    parent = schema.find_parent_run(client, found.experiment_id, sweep_name)
+    if parent is None:
+        sweeps = schema.sweep_names(client, found.experiment_id)
         raise ConfigError(f"no sweep {sweep_name!r} in experiment {experiment!r} at {tracking_uri} "
                           f"(sweeps there: {', '.join(sweeps) or 'none'})")
-    parent = parents[0]  # the lifecycle callback reuses the oldest parent when there are several
-    children = _search_all(client, found.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = schema.find_child_runs(client, found.experiment_id, parent.info.run_id)
     trials = []
     for run in children:
-        keys = [k for k in (VAL_METRIC, "val/accuracy", "iteration") if k in run.data.metrics]
-        metric = parent.data.tags.get("scolio.metric", VAL_METRIC)
+        keys = [k for k in (VAL_METRIC, schema.METRIC_VAL_ACCURACY, schema.METRIC_ITERATION)
+                if k in run.data.metrics]
+        metric = parent.data.tags.get(schema.TAG_METRIC, schema.DEFAULT_METRIC)
         if metric in run.data.metrics and metric not in keys:
             keys.append(metric)
         trials.append(Trial(run, {k: _parse_param(v) for k, v in run.data.params.items()},
@@ -239,14 +227,15 @@ def winner_test_result(record: SweepRecord) -> dict | None:
     """The winner's test evaluation: metrics (latest completed ledger entry, else the parent's `test/*`
     metrics), whether it was a reopened look, its confusion matrix; None when test was never evaluated."""
     completed = [e for e in record.ledger if e.get("state") == "completed"]
-    metrics = {k: v for k, v in record.parent.data.metrics.items() if k.startswith("test/")}
+    metrics = {k: v for k, v in record.parent.data.metrics.items() if k.startswith(schema.TEST_METRIC_PREFIX)}
     entry = completed[-1] if completed else None
     if entry:
         metrics.update({k: float(v) for k, v in entry.get("metrics", {}).items()
                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
     if not metrics:
         return None
-    reopened = (record.tags.get("scolio.test.reopened", "").lower() == "true" or metrics.get("test/reopened", 0) > 0.5
+    reopened = (record.tags.get(schema.TAG_TEST_REOPENED, "").lower() == "true"
+                or metrics.get(schema.METRIC_TEST_REOPENED, 0) > 0.5
                 or bool(entry and entry.get("reopened")))
     return {"metrics": metrics, "reopened": reopened, "attempt": entry["attempt"] if entry else None,
             "label": "REOPENED test" if reopened else "one-shot test",
@@ -259,11 +248,11 @@ def leaderboard(record: SweepRecord) -> pd.DataFrame:
     rows = []
     for trial in record.trials:
         step, best = trial.best(VAL_METRIC, "max")
-        iterations = trial.history.get("iteration", {})
+        iterations = trial.history.get(schema.METRIC_ITERATION, {})
         rows.append({
             "trial_id": trial.trial_id, "run_id": trial.run_id, "split": "val", "status": trial.status,
             **{name: trial.params.get(name) for name in record.searched},
-            "macro_f1": best, "accuracy": trial.history.get("val/accuracy", {}).get(step, math.nan),
+            "macro_f1": best, "accuracy": trial.history.get(schema.METRIC_VAL_ACCURACY, {}).get(step, math.nan),
             "best_step": step, "iterations": max(iterations.values()) if iterations else None,
             "evaluations": len(trial.history.get(VAL_METRIC, {})),
         })
@@ -278,8 +267,8 @@ def leaderboard(record: SweepRecord) -> pd.DataFrame:
     if result is not None:
         metrics = result["metrics"]
         row = {"rank": None, "split": result["label"],
-               "trial_id": winner.trial_id if winner else record.tags.get("scolio.selected_trial", "not recorded"),
-               "run_id": winner.run_id if winner else record.tags.get("scolio.selected_run_id", ""),
+               "trial_id": winner.trial_id if winner else record.tags.get(schema.TAG_SELECTED_TRIAL, "not recorded"),
+               "run_id": winner.run_id if winner else record.tags.get(schema.TAG_SELECTED_RUN_ID, ""),
                "status": winner.status if winner else "",
                **{name: winner.params.get(name) if winner else None for name in record.searched},
                "macro_f1": metrics.get("test/macro_f1", math.nan), "accuracy": metrics.get("test/accuracy", math.nan)}
@@ -342,10 +331,10 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
     record = record or load_sweep(tracking_uri, sweep_name, experiment)
     tags, problems, warnings = record.tags, [], []
     metric, mode = record.metric, record.mode
-    selection_split = tags.get("scolio.selection_split")
+    selection_split = tags.get(schema.TAG_SELECTION_SPLIT)
     if selection_split != "val":
         problems.append(f"the winner was selected on {selection_split!r}, not 'val'" if selection_split
-                        else "the selection split (scolio.selection_split) is not recorded")
+                        else f"the selection split ({schema.TAG_SELECTION_SPLIT}) is not recorded")
 
     winner = record.winner()
     scores = {t.run_id: t.best(metric, mode)[1] for t in record.trials}
@@ -355,8 +344,8 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
     winner_value = scores.get(winner.run_id, math.nan) if winner else math.nan
     winner_is_best = bool(winner and winner.run_id in best_runs)
     if winner is None:
-        problems.append("no winner recorded (scolio.selected_run_id / scolio.selected_trial name no child run "
-                        "of this sweep)")
+        problems.append(f"no winner recorded ({schema.TAG_SELECTED_RUN_ID} / {schema.TAG_SELECTED_TRIAL} "
+                        "name no child run of this sweep)")
     elif not winner_is_best:
         better = next(t for t in record.trials if t.run_id == best_runs[0])
         problems.append(f"the selected trial {winner.trial_id} has best {metric} = {winner_value:.4f}, but trial "
@@ -366,7 +355,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
 
     opened = [e for e in record.ledger if e.get("state") == "opened"]
     completed_attempts = {e.get("attempt") for e in record.ledger if e.get("state") == "completed"}
-    evaluations = max(evaluation_count(record.ledger), int(tags.get("scolio.lockbox.evaluations", 0) or 0))
+    evaluations = max(evaluation_count(record.ledger), int(tags.get(schema.TAG_LOCKBOX_EVALUATIONS, 0) or 0))
     reopened = sorted(e["attempt"] for e in opened if e.get("reopened"))
     if evaluations > 1:
         problems.append(f"the test set was evaluated {evaluations} times"
@@ -376,12 +365,12 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
             warnings.append(f"test attempt {entry.get('attempt')} was opened but never completed "
                             "(its results may have been seen)")
     if evaluations == 0:
-        if any(k.startswith("test/") for k in record.parent.data.metrics):
+        if any(k.startswith(schema.TEST_METRIC_PREFIX) for k in record.parent.data.metrics):
             problems.append("test metrics are recorded on the parent run without any lockbox ledger entry")
         else:
             warnings.append("the test set has not been evaluated yet")
 
-    split_fp = tags.get("scolio.split_fingerprint")
+    split_fp = tags.get(schema.TAG_SPLIT_FINGERPRINT)
     for entry in opened:
         if split_fp and entry.get("split_fingerprint") != split_fp:
             problems.append(f"test attempt {entry['attempt']} ran on split {str(entry.get('split_fingerprint'))[:12]}, "
@@ -392,7 +381,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
 
     contract_info: dict[str, Any] = {"found": False}
     if winner is not None:
-        contract = _download_json(tracking_uri, winner.run_id, "checkpoint/contract.json")
+        contract = _download_json(tracking_uri, winner.run_id, f"{schema.ARTIFACT_CHECKPOINT}/contract.json")
         if contract is None:
             (problems if evaluations else warnings).append(
                 f"the winner's run {winner.run_id} has no checkpoint/contract.json artifact: the tested data "
@@ -402,13 +391,13 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
             contract_info = {"found": True, "trainval_fingerprint": contract_fp,
                              "partition": (contract.get("split") or {}).get("partition")}
             expected = {f"test attempt {e['attempt']}": e.get("trainval_fingerprint") for e in opened}
-            if tags.get("scolio.trainval_fingerprint"):
-                expected["the sweep (scolio.trainval_fingerprint)"] = tags["scolio.trainval_fingerprint"]
+            if tags.get(schema.TAG_TRAINVAL_FINGERPRINT):
+                expected[f"the sweep ({schema.TAG_TRAINVAL_FINGERPRINT})"] = tags[schema.TAG_TRAINVAL_FINGERPRINT]
             for where, fingerprint in expected.items():
                 if fingerprint != contract_fp:
                     problems.append(f"contract mismatch: the winner's checkpoint was trained on train/val split "
                                     f"{str(contract_fp)[:12]}, {where} used {str(fingerprint)[:12]}")
-            hashes = _download_json(tracking_uri, winner.run_id, "checkpoint/hashes.json")
+            hashes = _download_json(tracking_uri, winner.run_id, f"{schema.ARTIFACT_CHECKPOINT}/hashes.json")
             if hashes is not None:
                 # Same formula as scolio_core.training.checkpoint.checkpoint_hash, which the lockbox records.
                 digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
@@ -421,14 +410,14 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
     audit = {
         "sweep": record.name, "parent_run_id": record.parent.info.run_id, "selection_split": selection_split,
         "selection_metric": metric, "mode": mode, "trials": len(record.trials),
-        "selected_trial": winner.trial_id if winner else tags.get("scolio.selected_trial"),
-        "selected_run_id": winner.run_id if winner else tags.get("scolio.selected_run_id"),
+        "selected_trial": winner.trial_id if winner else tags.get(schema.TAG_SELECTED_TRIAL),
+        "selected_run_id": winner.run_id if winner else tags.get(schema.TAG_SELECTED_RUN_ID),
         "winner_value": _finite(winner_value), "best_value": _finite(best_value), "best_run_ids": best_runs,
         "winner_is_best_by_val": winner_is_best, "test_evaluations": evaluations, "reopened_attempts": reopened,
         "ledger": [{k: e.get(k) for k in ("attempt", "state", "reopened", "time", "checkpoint_hash",
                                           "split_fingerprint", "trainval_fingerprint", "contract_overrides")}
                    for e in record.ledger],
-        "split_fingerprint": split_fp, "trainval_fingerprint": tags.get("scolio.trainval_fingerprint"),
+        "split_fingerprint": split_fp, "trainval_fingerprint": tags.get(schema.TAG_TRAINVAL_FINGERPRINT),
         "contract": contract_info, "problems": problems, "warnings": warnings, "clean": not problems,
     }
     audit["verdict"] = format_audit(audit)
@@ -477,18 +466,18 @@ def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str) -> str:
     lines = [f"# Sweep {record.name}", "",
              f"- trials: {len(trials)} ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})",
              f"- selection: {record.metric} ({record.mode}) on split "
-             f"{record.tags.get('scolio.selection_split', 'not recorded')}",
-             f"- profile: {record.tags.get('scolio.profile', 'not recorded')}; partition: "
-             f"{record.tags.get('scolio.partition', 'not recorded')}",
+             f"{record.tags.get(schema.TAG_SELECTION_SPLIT, 'not recorded')}",
+             f"- profile: {record.tags.get(schema.TAG_PROFILE, 'not recorded')}; partition: "
+             f"{record.tags.get(schema.TAG_PARTITION, 'not recorded')}",
              f"- searched: {', '.join(record.searched) or 'nothing recorded'}"]
-    if "scolio.oracle_macro_f1" in record.tags:
-        lines.append(f"- oracle macro-F1 ceiling (synthetic data): {record.tags['scolio.oracle_macro_f1']}")
+    if schema.TAG_ORACLE_MACRO_F1 in record.tags:
+        lines.append(f"- oracle macro-F1 ceiling (synthetic data): {record.tags[schema.TAG_ORACLE_MACRO_F1]}")
     lines += ["", "## Winner", ""]
     if winner is None:
         lines.append("No winner recorded.")
     else:
         step, best = winner.best(VAL_METRIC)
-        acc = winner.history.get("val/accuracy", {}).get(step, math.nan)
+        acc = winner.history.get(schema.METRIC_VAL_ACCURACY, {}).get(step, math.nan)
         lines.append(f"Trial {winner.trial_id} (run {winner.run_id}, {winner.status}): best val macro-F1 "
                      f"{best:.4f} at evaluation {step} (val accuracy {acc:.4f}).")
         lines += [f"- {name} = {winner.params.get(name)}" for name in record.searched]
@@ -552,7 +541,8 @@ def _preview(record: SweepRecord, tracking_uri: str, data_root: str | Path, path
     if not configs:
         raise DataError("no trial used a skeleton representation")
     winner = record.winner()
-    contract = _download_json(tracking_uri, winner.run_id, "checkpoint/contract.json") if winner else None
+    contract = (_download_json(tracking_uri, winner.run_id, f"{schema.ARTIFACT_CHECKPOINT}/contract.json")
+                if winner else None)
     train_ids = set(((contract or {}).get("split") or {}).get("train_ids") or ())
     if not train_ids:
         raise DataError("the winner's checkpoint contract lists no training ids to draw a preview from")
@@ -569,7 +559,7 @@ def build_report(tracking_uri: str, sweep_name: str, out_dir: str | Path, experi
     """Write leaderboard.csv/.md, summary.md and the plots for `sweep_name` into `out_dir`.
 
     Skeleton previews are drawn when pose data is found under `data_root` (default: the sweep's
-    `scolio.data_root` tag); otherwise `ReportPaths.notes` says why they were skipped."""
+    `scolio.data_root` tag, schema.TAG_DATA_ROOT); otherwise `ReportPaths.notes` says why they were skipped."""
     from scolio_core.tracking import plots
 
     record = load_sweep(tracking_uri, sweep_name, experiment)
@@ -590,12 +580,13 @@ def build_report(tracking_uri: str, sweep_name: str, out_dir: str | Path, experi
     for trial in record.trials:
         values = trial.history.get(VAL_METRIC, {})
         if values:
-            iterations = trial.history.get("iteration", {})
+            iterations = trial.history.get(schema.METRIC_ITERATION, {})
             x = [iterations.get(step, step) for step in sorted(values)]
             curves.append(plots.Curve(trial.trial_id, x, [values[s] for s in sorted(values)],
                                       killed=trial.run.info.status == "KILLED"))
     if curves:
-        has_iterations = all("iteration" in t.history for t in record.trials if t.history.get(VAL_METRIC))
+        has_iterations = all(schema.METRIC_ITERATION in t.history
+                             for t in record.trials if t.history.get(VAL_METRIC))
         paths.plots["learning_curves"] = plots.learning_curves(
             curves, out / "learning_curves.png", xlabel="iteration" if has_iterations else "evaluation")
     result = winner_test_result(record)
@@ -606,7 +597,7 @@ def build_report(tracking_uri: str, sweep_name: str, out_dir: str | Path, experi
     elif result is not None:
         paths.notes.append("test_confusion_matrix.png skipped: no confusion counts recorded")
     # The sweep records where its data lived; use it when it exists on this machine.
-    data_root = data_root or record.tags.get("scolio.data_root") or None
+    data_root = data_root or record.tags.get(schema.TAG_DATA_ROOT) or None
     if data_root is not None:
         try:
             paths.plots["skeleton_previews"] = _preview(record, tracking_uri, data_root,

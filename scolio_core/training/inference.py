@@ -1,7 +1,7 @@
 """Whole-sequence inference: packed ragged batches of all (capped) frames, one prediction per sequence.
 
-Shared by the training loop's validation, `scolio eval`, `scolio predict` and the test lockbox, so every
-number is produced by the same code path.
+Shared by the training loop's validation and, through scolio_core/evaluation/predict.py, `scolio eval`,
+`scolio predict`, the test lockbox and a finetune's warm-start score, so every number comes from one code path.
 """
 
 from __future__ import annotations

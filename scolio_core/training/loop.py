@@ -6,11 +6,9 @@ the loop. Tune trainables and `scolio train` are thin adapters around it. Resumi
 checkpoints restores model, optimiser, scheduler, sampler RNG and iteration, so an interrupted CPU run ends
 bit-identical to an uninterrupted one.
 
-Data-parallel training (`parallel=DataParallel(...)`, torch.distributed already initialised by the caller,
-e.g. a Ray Train worker): the model is wrapped in DistributedDataParallel, each rank draws its own share of
-the P×K batch from its own sampler stream, and only rank 0 evaluates on val and writes checkpoints; every
-rank still calls `report` at each evaluation (the other ranks with train metrics and no checkpoint), since
-data-parallel reporting APIs expect all workers to report the same number of times.
+Data-parallel training (`parallel=DataParallel(...)`): the loop is the same; where the ranks differ (batch
+share, per-rank RNG streams, DDP wrapping, loss averaging, rank 0 alone evaluating and checkpointing) is
+scolio_core/training/parallel.py, called through a few hooks that are no-ops for a single process.
 """
 
 from __future__ import annotations
@@ -19,15 +17,15 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from scolio_core.config import ExperimentConfig, TrainConfig
-from scolio_core.errors import ConfigError, ContractError
+from scolio_core.errors import ContractError
 from scolio_core.models import create_model
 from scolio_core.models.losses import ScoNetLoss, class_weights_for
 from scolio_core.render.pav import PAVNormalizer
@@ -39,22 +37,10 @@ from scolio_core.training.batches import (
 from scolio_core.training.checkpoint import read_checkpoint, write_checkpoint
 from scolio_core.training.inference import pick_device, predict_sequences
 from scolio_core.training.metrics import flatten_metrics
+from scolio_core.training.parallel import DataParallel, SingleProcess
 
 Report = Callable[[dict, "Path | None"], None]
 SELECTION_METRIC = "val/macro_f1"  # model selection uses validation metrics only
-
-
-@dataclass(frozen=True)
-class DataParallel:
-    """This process's place in a data-parallel run; `device` is the one the launcher assigned to it."""
-
-    rank: int
-    world_size: int
-    device: torch.device | None = None
-
-    def batch_ids(self, total: int) -> int:
-        """This rank's share of the P ids of a batch (the remainder goes to the lowest ranks)."""
-        return total // self.world_size + (self.rank < total % self.world_size)
 
 
 @dataclass
@@ -99,14 +85,12 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
                  initial_model_state: dict[str, torch.Tensor] | None = None,
                  provenance: dict | None = None, parallel: DataParallel | None = None) -> TrainResult:
     """Train `config` on `data`; see the module docstring. `initial_model_state` warm-starts (finetune);
-    `parallel` makes this process one rank of a data-parallel run."""
+    `parallel` makes this process one rank of a data-parallel run (scolio_core/training/parallel.py)."""
     cfg = config.train
     workdir = Path(workdir)
-    if parallel is not None and cfg.batch_ids < parallel.world_size:
-        raise ConfigError(f"train.batch_ids={cfg.batch_ids} cannot be split over {parallel.world_size} "
-                          "data-parallel workers (each needs at least one id)")
-    device = parallel.device if parallel is not None and parallel.device is not None else pick_device(cfg.device)
-    lead = parallel is None or parallel.rank == 0  # the process that evaluates and checkpoints
+    ranks = parallel or SingleProcess()
+    batch_ids = ranks.batch_ids(cfg.batch_ids)  # this process's share of the P ids; checked before any work
+    device = ranks.device or pick_device(cfg.device)
     seed_everything(cfg.seed)
     model = create_model(config.model, config.input.in_channels).to(device)
     if initial_model_state is not None:
@@ -116,12 +100,8 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
-    if parallel is None:
-        sampler = BatchSampler(data.train, cfg.batch_ids, cfg.batch_samples, cfg.frames,
-                               balanced=cfg.sampler == "balanced", seed=cfg.seed)
-    else:  # each rank its own stream and its share of the P ids: together one P×K batch per step
-        sampler = BatchSampler(data.train, parallel.batch_ids(cfg.batch_ids), cfg.batch_samples, cfg.frames,
-                               balanced=cfg.sampler == "balanced", seed=[cfg.seed, parallel.rank])
+    sampler = BatchSampler(data.train, batch_ids, cfg.batch_samples, cfg.frames,
+                           balanced=cfg.sampler == "balanced", seed=ranks.sampler_seed(cfg.seed))
     weights = class_weights_for(config.loss, data.train.labels)
     loss_fn = ScoNetLoss(config.loss, None if weights is None else weights.to(device))
 
@@ -134,28 +114,8 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
 
     start, result = 0, TrainResult(iterations=0)
     if resume_from is not None:
-        checkpoint = read_checkpoint(resume_from)
-        state = checkpoint.training_state()
-        if state is None:
-            raise ContractError(f"{resume_from}: has no training state to resume from")
-        model.load_state_dict(checkpoint.model_state)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-        if parallel is not None:
-            _restore_rank_state(state, sampler, parallel)
-        start = int(state["iteration"])
-        result.best_metrics = dict(state.get("best_metrics", {}))
-        best_path = state.get("best_checkpoint")
-        result.best_checkpoint = Path(best_path) if best_path else None
-
-    train_model = model
-    if parallel is not None:
-        # After any state is loaded: DDP broadcasts rank 0's parameters and buffers when it wraps.
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index or 0] if device.type == "cuda" else None)
+        start = _resume(resume_from, model, optimizer, scheduler, scaler, sampler, ranks, result)
+    train_model = ranks.wrap(model, device)  # after any state is loaded
     model.train()
     running = {"loss": 0.0, "ce": 0.0, "triplet": 0.0, "triplet_nonzero": 0.0}
     steps_since_eval, step_time = 0, 0.0
@@ -187,27 +147,22 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
         done = iteration + 1
         if done % cfg.eval_every and done != cfg.iterations:
             continue
-        if parallel is not None:
-            running = _mean_over_ranks(running, parallel.world_size, device)
-            rank_states = _gather_rank_states(sampler, parallel.world_size)
-            if not lead:
-                report({f"train/{k}": v / steps_since_eval for k, v in running.items()} | {"iteration": done},
-                       None)
-                running = dict.fromkeys(running, 0.0)
-                steps_since_eval, step_time = 0, 0.0
-                result.iterations = done
-                continue
-        predictions = predict_sequences(model, data.val, config, device, val_pav)
-        metrics = flatten_metrics(predictions.metrics(), "val")
-        metrics.update({f"train/{k}": v / steps_since_eval for k, v in running.items()})
-        metrics.update({"iteration": done, "lr": optimizer.param_groups[0]["lr"],
-                        "train/step_seconds": step_time / steps_since_eval})
+        train_metrics = {f"train/{k}": v / steps_since_eval for k, v in ranks.mean(running, device).items()}
+        step_seconds = step_time / steps_since_eval
         running = dict.fromkeys(running, 0.0)
         steps_since_eval, step_time = 0, 0.0
+        rank_state = ranks.gather_state(sampler)  # a collective in data-parallel runs: every rank calls it
+        result.iterations = done
+        if not ranks.lead:  # another rank evaluates and checkpoints; this one reports its train metrics
+            report(train_metrics | {"iteration": done}, None)
+            continue
 
-        is_best = metrics[SELECTION_METRIC] > result.best_metrics.get(SELECTION_METRIC, -1.0)
+        predictions = predict_sequences(model, data.val, config, device, val_pav)
+        metrics = flatten_metrics(predictions.metrics(), "val")
+        metrics.update(train_metrics)
+        metrics.update({"iteration": done, "lr": optimizer.param_groups[0]["lr"], "train/step_seconds": step_seconds})
         ckpt_dir = workdir / "checkpoints" / f"iter_{done:07d}"
-        if is_best:
+        if metrics[SELECTION_METRIC] > result.best_metrics.get(SELECTION_METRIC, -1.0):
             result.best_metrics, result.best_checkpoint = dict(metrics), ckpt_dir
         training_state = {
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -215,13 +170,11 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
             "torch_rng": torch.get_rng_state(), "iteration": done,
             "best_metrics": result.best_metrics,
             "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else "",
-        }
-        if parallel is not None:
-            training_state["rank_states"] = rank_states
+        } | rank_state
         write_checkpoint(ckpt_dir, config=config, model_state=model.state_dict(), split=data.split,
                          pav_stats=pav_stats, iteration=done, training_state=training_state,
                          provenance=provenance, metrics=metrics)
-        result.last_checkpoint, result.iterations = ckpt_dir, done
+        result.last_checkpoint = ckpt_dir
         report(metrics, ckpt_dir)
         # Keep only the best and the latest checkpoint on local disk.
         for old in ckpt_dir.parent.glob("iter_*"):
@@ -231,29 +184,22 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
     return result
 
 
-def _mean_over_ranks(running: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
-    """Running loss sums averaged over the ranks, so rank 0 reports the loss of the whole batch."""
-    import torch.distributed as dist
-
-    values = torch.tensor(list(running.values()), dtype=torch.float64, device=device)
-    dist.all_reduce(values)
-    return dict(zip(running, (values / world_size).tolist()))
-
-
-def _gather_rank_states(sampler: BatchSampler, world_size: int) -> list[dict]:
-    """Every rank's sampler and torch RNG state (rank order), so a resume continues each rank's stream."""
-    import torch.distributed as dist
-
-    states: list = [None] * world_size
-    dist.all_gather_object(states, {"sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state()})
-    return states
-
-
-def _restore_rank_state(state: dict, sampler: BatchSampler, parallel: DataParallel) -> None:
-    ranks = state.get("rank_states") or []
-    if len(ranks) != parallel.world_size:
-        # Resumed with another world size (or from a single-process checkpoint): fresh, distinct streams.
-        sampler.rng = np.random.default_rng([int(state["iteration"]), parallel.rank, 1])
-        return
-    sampler.load_state_dict(ranks[parallel.rank]["sampler"])
-    torch.set_rng_state(ranks[parallel.rank]["torch_rng"])
+def _resume(resume_from: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler, sampler: BatchSampler,
+            ranks: SingleProcess | DataParallel, result: TrainResult) -> int:
+    """Restore everything a checkpoint's training state holds (best-so-far into `result`); returns its iteration."""
+    checkpoint = read_checkpoint(resume_from)
+    state = checkpoint.training_state()
+    if state is None:
+        raise ContractError(f"{resume_from}: has no training state to resume from")
+    model.load_state_dict(checkpoint.model_state)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    sampler.load_state_dict(state["sampler"])
+    torch.set_rng_state(state["torch_rng"])
+    ranks.restore(state, sampler)  # data-parallel: this rank's own streams
+    result.best_metrics = dict(state.get("best_metrics", {}))
+    best_path = state.get("best_checkpoint")
+    result.best_checkpoint = Path(best_path) if best_path else None
+    return int(state["iteration"])

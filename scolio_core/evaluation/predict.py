@@ -1,0 +1,53 @@
+"""Checkpoint → predictions: the one load-and-predict path behind `scolio eval`, `scolio predict`, the test
+lockbox and a finetune's warm-start score.
+
+The device is `config.train.device`; PAVs are normalised with the statistics the checkpoint fitted on its own
+training ids. Contract checks are the caller's job (scolio_core/evaluation/contract.py), before this runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scolio_core.config import ExperimentConfig
+from scolio_core.data.release import SequenceSet, load_pose, load_silhouette
+from scolio_core.render.impute import impute_missing
+from scolio_core.render.pav import compute_pav
+from scolio_core.training.batches import load_sequence_set
+from scolio_core.training.checkpoint import Checkpoint
+from scolio_core.training.inference import (
+    Predictions,
+    checkpoint_pav,
+    load_model,
+    pick_device,
+    predict_sequences,
+)
+
+
+def predict_checkpoint(checkpoint: Checkpoint, config: ExperimentConfig,
+                       ids: list[str] | tuple[str, ...]) -> Predictions:
+    """Load the sequences `ids` from `config.data` and predict them with `checkpoint`."""
+    sequences, raw_pav = load_sequence_set(config, ids)
+    return predict_loaded(checkpoint, config, sequences, raw_pav)
+
+
+def predict_loaded(checkpoint: Checkpoint, config: ExperimentConfig, sequences: SequenceSet,
+                   raw_pav: np.ndarray | None) -> Predictions:
+    """Predict already-loaded `sequences` (`raw_pav`: their un-normalised PAVs, None for a model without)."""
+    device = pick_device(config.train.device)
+    return predict_sequences(load_model(checkpoint, device), sequences, config, device,
+                             checkpoint_pav(checkpoint, raw_pav))
+
+
+def load_files(config: ExperimentConfig, paths: list[str]) -> tuple[SequenceSet, np.ndarray | None]:
+    """Unlabelled pose or silhouette pkl files (the checkpoint's modality) as a SequenceSet with raw PAVs;
+    ids are the paths. Every file is read and checked before any inference runs."""
+    skeleton = config.input.modality == "skeleton"
+    arrays = [impute_missing(load_pose(path), k=config.input.impute_neighbors) if skeleton else load_silhouette(path)
+              for path in paths]
+    lengths = np.asarray([len(a) for a in arrays])
+    sequences = SequenceSet(ids=list(paths),
+                            labels=np.zeros(len(arrays), dtype=np.int64), frames=np.concatenate(arrays),
+                            offsets=np.concatenate([[0], np.cumsum(lengths)]))
+    raw_pav = np.stack([compute_pav(a) for a in arrays]) if config.model.needs_pav else None
+    return sequences, raw_pav

@@ -1,0 +1,194 @@
+"""The MLflow record's names, and the lookups built on them: the one owner of every tag, param and metric
+name scoliotune writes or reads (as `mlflow/utils/mlflow_tags.py` is for MLflow's own tags).
+
+    parent run: TAG_SWEEP=<sweep>, TAG_ROLE=ROLE_PARENT; selection, data, version and lockbox tags
+    child run:  TAG_SWEEP=<sweep>, TAG_ROLE=ROLE_TRIAL, TAG_TRIAL_ID=<Ray trial id>, TAG_PARENT_RUN_ID=<parent>
+
+    parent = find_parent_run(client, experiment_id, "repr-sweep")   # the oldest parent, or None
+    child = find_trial_run(client, experiment_id, parent.info.run_id, trial_id)
+
+Writers (sweeps/tracking.py, sweeps/common.py, tracking/ledger.py) and readers (tracking/report.py,
+sweeps/finetune.py, scripts/check_mlflow_ui.py) import from here, so a rename is one edit and every reader
+resolves a sweep to the same parent run. The bottom of the tracking layer: it imports only
+scolio_core.errors (and mlflow's types, for annotations only).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scolio_core.errors import ConfigError
+
+if TYPE_CHECKING:  # the lookups only call the client they are given: importing mlflow here would slow --help
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+DEFAULT_EXPERIMENT = "scoliotune"
+
+# ----------------------------------------------------------------------------------------- run identity
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own (mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID)
+TAG_SWEEP = "scolio.sweep"
+TAG_ROLE = "scolio.role"
+ROLE_PARENT = "parent"
+ROLE_TRIAL = "trial"
+TAG_TRIAL_ID = "ray.trial_id"
+
+# ---------------------------------------------------------------------------------- child (trial) tags
+TAG_TRIAL_NAME = "scolio.trial_name"
+TAG_TRIAL_DIR = "scolio.trial_dir"
+TAG_STOPPED_BY = "scolio.stopped_by"
+STOPPED_BY_SCHEDULER = "scheduler"  # ASHA stopped the trial below its budget
+STOPPED_BY_STOPPER = "stopper"  # Tune's stopper criterion was met
+STOPPED_BY_INTERRUPT = "interrupted"  # the sweep ended (crash, Ctrl-C) while the trial was not done
+TAG_RESTARTS = "scolio.restarts"
+TAG_FAILURES = "scolio.failures"
+TAG_ERROR = "scolio.error"
+TAG_CHECKPOINT = "scolio.best_checkpoint"
+TAG_CHECKPOINT_SCORE = "scolio.best_checkpoint_score"
+ARTIFACT_CHECKPOINT = "checkpoint"  # artifact folder of a child run's best checkpoint
+
+# ------------------------------------------------------------------------------------ parent run tags
+TAG_METRIC = "scolio.metric"
+TAG_MODE = "scolio.mode"
+TAG_NUM_SAMPLES = "scolio.num_samples"
+TAG_PROFILE = "scolio.profile"
+TAG_KIND = "scolio.kind"
+TAG_SELECTION_SPLIT = "scolio.selection_split"
+TAG_SPLIT_FINGERPRINT = "scolio.split_fingerprint"
+TAG_TRAINVAL_FINGERPRINT = "scolio.trainval_fingerprint"
+TAG_PARTITION = "scolio.partition"
+TAG_PARTITION_FILE = "scolio.partition_file"
+TAG_DATA_ROOT = "scolio.data_root"
+TAG_ORACLE_MACRO_F1 = "scolio.oracle_macro_f1"
+TAG_GIT_COMMIT = "scolio.git_commit"
+TAG_PYTHON = "scolio.python"
+TAG_VERSION_PREFIX = "scolio.version."  # + distribution name: scolio.version.ray, scolio.version.torch, ...
+# The winner, chosen on val by the sweep driver.
+TAG_SELECTED_TRIAL = "scolio.selected_trial"
+TAG_SELECTED_RUN_ID = "scolio.selected_run_id"
+TAG_SELECTED_CHECKPOINT = "scolio.selected_checkpoint"
+TAG_SELECTED_VAL_MACRO_F1 = "scolio.selected_val_macro_f1"
+# A finetune sweep's baseline (a representation sweep's winner).
+TAG_BASELINE_SWEEP_RUN = "scolio.baseline_sweep_run"
+TAG_BASELINE_RUN = "scolio.baseline_run"
+TAG_BASELINE_VAL_MACRO_F1 = "scolio.baseline_val_macro_f1"
+# The test lockbox's ledger (tracking/ledger.py MlflowLedger; the entry format is evaluation/lockbox.py's).
+TAG_LOCKBOX_STATE = "scolio.lockbox.state"  # opened | completed
+TAG_LOCKBOX_EVALUATIONS = "scolio.lockbox.evaluations"
+TAG_LOCKBOX_ENTRY = "scolio.lockbox.entry."  # + "<attempt>.<state>"
+TAG_TEST_REOPENED = "scolio.test.reopened"
+
+# ----------------------------------------------------------------------------------------------- params
+# Parent params, each a prefix + the profile key: search.input.sigma, budget.evaluations, ...
+PARAM_SEARCH_PREFIX = "search."
+PARAM_SPACE_PREFIX = "space."  # the same meaning as search.; some callers log their space under it
+SEARCH_PARAM_PREFIXES = (PARAM_SEARCH_PREFIX, PARAM_SPACE_PREFIX)
+PARAM_BUDGET_PREFIX = "budget."
+PARAM_ASHA_PREFIX = "asha."
+PARAM_RESOURCES_PREFIX = "resources."
+PARAM_SWEEP_KIND = "sweep.kind"
+
+# ---------------------------------------------------------------------------------------------- metrics
+# Written by the training loop (scolio_core.training.loop.SELECTION_METRIC) and the lockbox; named here for
+# the readers, which cannot import those layers' internals just for a string.
+METRIC_VAL_MACRO_F1 = "val/macro_f1"
+METRIC_VAL_ACCURACY = "val/accuracy"
+METRIC_ITERATION = "iteration"
+TEST_METRIC_PREFIX = "test/"
+METRIC_TEST_REOPENED = "test/reopened"
+DEFAULT_METRIC = METRIC_VAL_MACRO_F1  # a parent without TAG_METRIC was selected on this
+DEFAULT_MODE = "max"
+
+OLDEST_FIRST = "attributes.start_time ASC"
+_PAGE = 1000
+
+
+def version_tag(package: str) -> str:
+    """The tag holding `package`'s installed version on a parent run (`scolio.version.ray`)."""
+    return f"{TAG_VERSION_PREFIX}{package}"
+
+
+def lockbox_entry_tag(attempt: int, state: str) -> str:
+    """The tag holding one lockbox ledger entry (`scolio.lockbox.entry.1.opened`)."""
+    return f"{TAG_LOCKBOX_ENTRY}{attempt}.{state}"
+
+
+# ---------------------------------------------------------------------------------------------- filters
+def quote(value: str, what: str) -> str:
+    """`value` as an MLflow filter string literal; `what` names it in the error."""
+    # MLflow's filter grammar has no escape for a quote inside a string literal.
+    if "'" in value:
+        raise ConfigError(f"{what} {value!r} must not contain a single quote (it is used in MLflow filters)")
+    return f"'{value}'"
+
+
+def sweep_filter(sweep_name: str) -> str:
+    """Every run of a sweep, its parent and its trials."""
+    return f"tags.`{TAG_SWEEP}` = {quote(sweep_name, 'sweep name')}"
+
+
+def parents_filter(sweep_name: str | None = None) -> str:
+    """The parent runs of `sweep_name`, or of every sweep when None."""
+    role = f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}'"
+    return role if sweep_name is None else f"{sweep_filter(sweep_name)} and {role}"
+
+
+def trials_filter(sweep_name: str) -> str:
+    """The trial (child) runs of `sweep_name`, whichever parent they hang under."""
+    return f"{sweep_filter(sweep_name)} and tags.`{TAG_ROLE}` = '{ROLE_TRIAL}'"
+
+
+def children_filter(parent_run_id: str, *, trial_id: str | None = None, status: str | None = None) -> str:
+    """The child runs of one parent; narrowed to one Ray trial and/or one run status when given."""
+    text = f"tags.`{TAG_PARENT_RUN_ID}` = {quote(parent_run_id, 'run id')}"
+    if trial_id is not None:
+        text += f" and tags.`{TAG_TRIAL_ID}` = {quote(trial_id, 'trial id')}"
+    if status is not None:
+        text += f" and attributes.status = {quote(status, 'run status')}"
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- lookups
+def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """Every run matching `filter_string`, oldest first (all pages)."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=_PAGE,
+                                  order_by=[OLDEST_FIRST], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_parent_runs(client: MlflowClient, experiment_id: str, sweep_name: str) -> list[Run]:
+    """Every parent run tagged with `sweep_name`, oldest first (normally exactly one)."""
+    return search_all(client, experiment_id, parents_filter(sweep_name))
+
+
+def find_parent_run(client: MlflowClient, experiment_id: str, sweep_name: str) -> Run | None:
+    """The sweep's parent run: the oldest when there are several (the one a resumed sweep reuses, so it
+    holds the trials, the selection and the lockbox ledger); None when the sweep has none."""
+    runs = client.search_runs([experiment_id], filter_string=parents_filter(sweep_name), max_results=1,
+                              order_by=[OLDEST_FIRST])
+    return runs[0] if runs else None
+
+
+def sweep_names(client: MlflowClient, experiment_id: str) -> list[str]:
+    """The names of the sweeps that have a parent run in the experiment, sorted."""
+    return sorted({r.data.tags.get(TAG_SWEEP, "?") for r in search_all(client, experiment_id, parents_filter())})
+
+
+def find_child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, *,
+                    status: str | None = None) -> list[Run]:
+    """The child runs of a parent (optionally only those with run `status`), oldest first."""
+    return search_all(client, experiment_id, children_filter(parent_run_id, status=status))
+
+
+def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> Run | None:
+    """The child run of Ray trial `trial_id` under the parent: the oldest if duplicated (the one the
+    lifecycle callback logs to); None when the trial has no run."""
+    runs = client.search_runs([experiment_id], filter_string=children_filter(parent_run_id, trial_id=trial_id),
+                              max_results=1, order_by=[OLDEST_FIRST])
+    return runs[0] if runs else None

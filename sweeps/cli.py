@@ -1,0 +1,86 @@
+"""The command line every sweep script shares: its flags, the typed settings they become, and the one-line
+error handling (exit 2, traceback only with --debug)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scolio_core.config import parse_assignments
+from scolio_core.errors import ScolioError
+from scolio_core.tracking.schema import DEFAULT_EXPERIMENT
+from sweeps.profiles import SweepProfile, apply_overrides, load_profile
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Where a sweep reads and writes, as the command line gave it (the profile says what it trains)."""
+
+    name: str | None = None  # default: the profile's name; re-using a name resumes that sweep
+    data_root: str | None = None  # default: synthesise the stand-in into the cache
+    partition: str | None = None
+    tracking_uri: str | None = None  # default: sqlite:///mlflow.db in the working directory
+    experiment: str = DEFAULT_EXPERIMENT
+    storage_path: str | None = None  # default: ./ray_results
+    results_dir: str = "results"
+    cache_dir: str | None = None
+    reopen_test: bool = False
+    shared_data: bool = True  # train/val held once per node in Ray's object store (no effect on results)
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, default_profile: str) -> None:
+    parser.add_argument("--profile", default=default_profile, help="smoke | demo | paper | path/to/profile.yaml")
+    parser.add_argument("--name", help="sweep name (default: the profile name); re-using a name resumes it")
+    parser.add_argument("--data-root", help="Scoliosis1K root holding the pose/silhouette roots "
+                                            "(default: synthesise the stand-in into a cache)")
+    parser.add_argument("--partition", help="partition JSON (absolute, or relative to the data root)")
+    parser.add_argument("--num-samples", type=int, help="number of trials")
+    parser.add_argument("--max-concurrent-trials", type=int)
+    parser.add_argument("--gpus-per-trial", type=float)
+    parser.add_argument("--cpus-per-trial", type=float)
+    # MLflow's own convention: its standard variable is the default, a flag overrides it.
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
+    parser.add_argument("--storage-path", help="Tune storage for trial results and checkpoints "
+                                               "(default: ./ray_results; shared storage on multi-node clusters)")
+    parser.add_argument("--results-dir", default="results", help="where results/<name>/ is written")
+    parser.add_argument("--cache-dir", help="where the synthetic data set is cached")
+    parser.add_argument("--reopen-test", action="store_true",
+                        help="evaluate test again although this sweep's lockbox was opened (labelled REOPENED)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a fixed config field of the profile, e.g. --set train.iterations=40")
+    parser.add_argument("--no-shared-data", action="store_true",
+                        help="every trial loads train/val itself instead of mapping the copy the driver put "
+                             "into Ray's object store once per node (results are identical either way)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def settings_from_args(args: argparse.Namespace) -> SweepSettings:
+    return SweepSettings(name=args.name, data_root=args.data_root, partition=args.partition,
+                         tracking_uri=args.tracking_uri, experiment=args.experiment or DEFAULT_EXPERIMENT,
+                         storage_path=args.storage_path, results_dir=args.results_dir, cache_dir=args.cache_dir,
+                         reopen_test=args.reopen_test, shared_data=not args.no_shared_data)
+
+
+def profile_from_args(args: argparse.Namespace) -> SweepProfile:
+    """The profile named by --profile with the budget, resource and --set flags applied (all checked)."""
+    return apply_overrides(load_profile(args.profile), num_samples=getattr(args, "num_samples", None),
+                           max_concurrent_trials=args.max_concurrent_trials, gpus_per_trial=args.gpus_per_trial,
+                           cpus_per_trial=args.cpus_per_trial, fixed=parse_assignments(args.set))
+
+
+def run_sweep_cli(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace, label: str) -> int:
+    """Run a sweep; user errors are one line (exit 2), tracebacks only with --debug."""
+    try:
+        run(args)
+    except ScolioError as exc:
+        if args.debug:
+            raise
+        print(f"{label}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,189 @@
+"""Step 1 of a sweep: resolve and check everything before compute, then start Ray and the MLflow lifecycle.
+
+Order is the point: data files (every modality the search can pick, test files included), the partition,
+the tracking store and the storage path are all checked before the first trial starts, and Ray and MLflow
+are imported only after the data checks, so refusing bad input never waits for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from scolio_core.config import ExperimentConfig
+from scolio_core.data.splits import Split, TrainValSplit
+from scolio_core.errors import ConfigError, LockboxError
+from scolio_core.tracking import schema
+from sweeps.cli import SweepSettings
+from sweeps.profiles import SweepProfile, SynthSettings
+
+
+@dataclass
+class SweepContext:
+    """A prepared sweep: what `run.run_trials` and `finish.finish_sweep` need, all checked."""
+
+    name: str
+    kind: str  # representation | finetune | drf
+    profile: SweepProfile
+    base_config: ExperimentConfig  # the profile's fixed fields + data root/partition (the driver's view)
+    split: Split
+    tracking_uri: str
+    experiment: str
+    storage_path: str
+    results_dir: Path
+    work_dir: Path
+    oracle_macro_f1: float | None
+    lifecycle: object  # sweeps.tracking.MLflowLifecycle (imported with Ray, after the data checks)
+    shared_data: bool = True
+
+    @property
+    def trainval(self) -> TrainValSplit:
+        return self.split.trainval()
+
+    @property
+    def parent_run_id(self) -> str:
+        if getattr(self.lifecycle, "parent_run_id", None):
+            return self.lifecycle.parent_run_id
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.tracking_uri)
+        experiment = client.get_experiment_by_name(self.experiment)
+        parent = schema.find_parent_run(client, experiment.experiment_id, self.name) if experiment else None
+        if parent is None:
+            raise LockboxError(f"no MLflow parent run for sweep {self.name!r} in {self.tracking_uri}")
+        return parent.info.run_id
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "scoliotune"
+
+
+def synthetic_root(synth: SynthSettings, cache_dir: Path | None) -> Path:
+    """Synthesise the profile's stand-in data set once into the cache (atomic rename) and return it."""
+    from scolio_core.data.synth import parse_ratio, synthesize
+
+    root = (cache_dir or default_cache_dir()) / synth.cache_key
+    if (root / "synth_meta.json").exists():
+        return root
+    tmp = root.with_name(f".{synth.cache_key}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"synthesising the stand-in data set into {root} (once; cached for later runs)", flush=True)
+    synthesize(tmp, num_sequences=synth.num_sequences, frames=synth.frames,
+               train_ratio=parse_ratio(synth.train_ratio), seed=synth.seed, progress=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, root)
+    except OSError:  # another driver finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def check_tracking_uri(tracking_uri: str) -> None:
+    """Fail before compute when MLflow cannot be reached."""
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=10).read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConfigError(f"MLflow tracking URI {tracking_uri} cannot be reached ({exc}); start the server "
+                              "(mlflow server ...) or pass another --tracking-uri") from None
+    try:
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except Exception as exc:  # MLflow raises many types for a bad store; all mean "unusable"
+        raise ConfigError(f"MLflow tracking URI {tracking_uri} is not usable: {exc}") from None
+
+
+def resolve_data(profile: SweepProfile, settings: SweepSettings) -> tuple[SweepProfile, float | None]:
+    """The profile with `data.root` (and `data.partition` when given) fixed, and the synthetic data's
+    oracle macro-F1 (None for real data)."""
+    fixed = dict(profile.fixed)
+    oracle = None
+    if settings.data_root:
+        root = Path(settings.data_root).expanduser().resolve()
+    else:
+        root = synthetic_root(profile.synth, Path(settings.cache_dir) if settings.cache_dir else None)
+        oracle = json.loads((root / "synth_meta.json").read_text()).get("oracle_macro_f1")
+    fixed["data.root"] = str(root)
+    if settings.partition:
+        given = Path(settings.partition).expanduser()
+        fixed["data.partition"] = str(given.resolve()) if given.exists() else settings.partition
+    return profile.replace(fixed=fixed), oracle
+
+
+def check_data(profile: SweepProfile) -> Split:
+    """Resolve the split and check every train/val/test file of every modality the search can pick."""
+    from scolio_core.data.resolve import resolve_split, validate_trainval
+    from scolio_core.evaluation.lockbox import validate_test_files
+
+    base = profile.base_config()
+    split = None
+    modalities = sorted({base.replace(**{"input.representation": r}).input.modality
+                         for r in profile.representations()})
+    for modality in modalities:
+        config = base.replace(**{"input.representation": "silhouette" if modality == "silhouette" else "body-only"})
+        this = resolve_split(config)
+        if split is not None and this.fingerprint != split.fingerprint:
+            raise ConfigError(f"pose and silhouette roots under {base.data.root} give different splits "
+                              f"({split.fingerprint[:12]} vs {this.fingerprint[:12]}): ids or classes differ")
+        split = this
+        validate_trainval(config, split)
+        validate_test_files(config, split)
+    return split
+
+
+def parent_params(profile: SweepProfile, kind: str) -> dict[str, object]:
+    """The sweep's settings as parent-run params: a resumed sweep must match them exactly."""
+    from dataclasses import asdict
+
+    params: dict[str, object] = {f"{schema.PARAM_SEARCH_PREFIX}{k}": json.dumps(v)
+                                 for k, v in profile.search_specs().items()}
+    for prefix, section in ((schema.PARAM_BUDGET_PREFIX, profile.budget), (schema.PARAM_ASHA_PREFIX, profile.asha),
+                            (schema.PARAM_RESOURCES_PREFIX, profile.resources)):
+        params.update({f"{prefix}{k}": v for k, v in asdict(section).items()})
+    params[schema.PARAM_SWEEP_KIND] = kind
+    return params
+
+
+def parent_tags(profile: SweepProfile, split: Split, kind: str, oracle: float | None) -> dict[str, str]:
+    base = profile.base_config()
+    tags = {schema.TAG_PROFILE: profile.name, schema.TAG_SELECTION_SPLIT: "val",
+            schema.TAG_SPLIT_FINGERPRINT: split.fingerprint,
+            schema.TAG_TRAINVAL_FINGERPRINT: split.trainval().fingerprint, schema.TAG_PARTITION: split.partition,
+            schema.TAG_PARTITION_FILE: str(base.data.partition_path().resolve()),
+            schema.TAG_DATA_ROOT: str(base.data.root), schema.TAG_KIND: kind}
+    if oracle is not None:
+        tags[schema.TAG_ORACLE_MACRO_F1] = f"{oracle:.4f}"
+    return tags
+
+
+def prepare_sweep(profile: SweepProfile, settings: SweepSettings, kind: str) -> SweepContext:
+    """Check data, tracking and storage before compute; start/attach Ray; set up the MLflow lifecycle."""
+    name = settings.name or profile.name
+    schema.quote(name, "sweep name")
+    profile, oracle = resolve_data(profile, settings)
+    split = check_data(profile)
+
+    from sweeps.engine import connect_ray
+    from sweeps.storage import check_storage_path, count_alive_nodes
+    from sweeps.tracking import MLflowLifecycle
+
+    tracking_uri = settings.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    check_tracking_uri(tracking_uri)
+    connect_ray()
+    storage_path = check_storage_path(settings.storage_path or str(Path.cwd() / "ray_results"),
+                                      count_alive_nodes())
+    lifecycle = MLflowLifecycle(tracking_uri, settings.experiment, name, metric=profile.metric, mode=profile.mode,
+                                params=parent_params(profile, kind), tags=parent_tags(profile, split, kind, oracle),
+                                budget=profile.evaluations_per_trial)
+    work_dir = Path(storage_path) / name if "://" not in storage_path else Path.cwd() / ".scolio_work" / name
+    return SweepContext(name=name, kind=kind, profile=profile, base_config=profile.base_config(), split=split,
+                        tracking_uri=tracking_uri, experiment=settings.experiment, storage_path=storage_path,
+                        results_dir=Path(settings.results_dir) / name, work_dir=work_dir, oracle_macro_f1=oracle,
+                        lifecycle=lifecycle, shared_data=settings.shared_data)
