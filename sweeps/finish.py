@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scolio_core.errors import LockboxError
@@ -24,6 +24,8 @@ class SweepOutcome:
     checkpoint: Path  # the winner's best checkpoint, copied locally
     results_dir: Path
     oracle_macro_f1: float | None
+    seen_before: int = 0  # earlier looks at this test set by other studies or entry points
+    test_counts: dict[str, int] = field(default_factory=dict)  # test sequences per class
 
 
 def select_winner(context: SweepContext, results):
@@ -39,25 +41,12 @@ def select_winner(context: SweepContext, results):
     return best, checkpoint, val
 
 
-def recorded_test(entries: list[dict]) -> dict | None:
-    """The ledger entry a re-run may reuse instead of looking at test again, or None.
-
-    Only the latest attempt counts, and only when it completed: a later look that never completed may have
-    been seen, so it must be reopened explicitly; an earlier completed look is superseded by any later one.
-    """
-    if not entries:
-        return None
-    latest = max(entry["attempt"] for entry in entries)
-    done = [e for e in entries if e["attempt"] == latest and e["state"] == "completed"]
-    return done[-1] if done else None
-
-
 def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> SweepOutcome:
     """Select on val, test once through the lockbox (or reuse the recorded test), write results/."""
     from mlflow.tracking import MlflowClient
 
     from scolio_core.evaluation.lockbox import evaluate_test_once
-    from scolio_core.tracking.ledger import MlflowLedger
+    from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
     from scolio_core.tracking.report import build_report
     from scolio_core.training.checkpoint import read_checkpoint
 
@@ -80,23 +69,24 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> S
                            f"{val.get(context.profile.metric, float('nan')):.6f}"}.items():
         client.set_tag(parent, key, value)
 
-    ledger = MlflowLedger(context.tracking_uri, parent)
-    last = recorded_test(ledger.entries())
-    if last is not None and not reopen_test:
-        test, reopened = last["metrics"], last["reopened"]
-        print(f"one-shot test already recorded for sweep {context.name} (attempt {last['attempt']}); not re-evaluated")
-    else:
-        data = context.base_config.data
-        config = winner.config.replace(**{"data.root": data.root, "data.partition": data.partition,
-                                          "data.pose_dir": data.pose_dir, "data.silhouette_dir": data.silhouette_dir})
-        result = evaluate_test_once(winner, config, context.split, ledger, reopen=reopen_test,
-                                    reopen_flag="--reopen-test")
-        test, reopened = result.metrics, result.reopened
+    data = context.base_config.data
+    config = winner.config.replace(**{"data.root": data.root, "data.partition": data.partition,
+                                      "data.pose_dir": data.pose_dir, "data.silhouette_dir": data.silhouette_dir})
+    # The test set's ledger lives in this tracking store and is shared with every other entry point; a re-run
+    # (a restored sweep) reuses its completed look instead of looking again.
+    result = evaluate_test_once(winner, config, context.split, MlflowLedger(context.tracking_uri),
+                                study=context.name, entry_point=f"sweeps/{context.kind}.py", reopen=reopen_test,
+                                reopen_flag="--reopen-test", mirror=ParentRunLog(context.tracking_uri, parent))
+    if result.reused:
+        print(f"one-shot test already recorded for sweep {context.name} (look {result.look} of this test set); "
+              "not re-evaluated")
+    test, reopened = result.metrics, result.reopened
     build_report(context.tracking_uri, context.name, context.results_dir, experiment=context.experiment)
     client.log_artifacts(parent, str(context.results_dir), artifact_path="results")
     return SweepOutcome(name=context.name, parent_run_id=parent, trial_id=trial_id, val=val, test=test,
                         reopened=reopened, checkpoint=local, results_dir=context.results_dir,
-                        oracle_macro_f1=context.oracle_macro_f1)
+                        oracle_macro_f1=context.oracle_macro_f1, seen_before=result.seen_before,
+                        test_counts=result.test_set.class_counts if result.test_set else {})
 
 
 def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
@@ -118,6 +108,9 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
           f"val accuracy: {outcome.val.get('val/accuracy', float('nan')):.4f}")
     print(f"  {label}: macro-F1 {outcome.test.get('test/macro_f1', float('nan')):.4f}  "
           f"accuracy {outcome.test.get('test/accuracy', float('nan')):.4f}")
+    if outcome.seen_before:
+        print(f"  note: this test set had been looked at {outcome.seen_before} time(s) before this sweep "
+              "(by other sweeps or scolio eval; `scolio audit` lists them): not a first look")
     if outcome.oracle_macro_f1 is not None:
         print(f"  synthetic data oracle ceiling (macro-F1 from the latent severity): {outcome.oracle_macro_f1:.4f}")
     print(f"  results: {outcome.results_dir}/   MLflow: {context.tracking_uri} (parent run {outcome.parent_run_id})")

@@ -221,3 +221,39 @@ def test_import_checkpoint_cli_writes_loadable_checkpoint(opengait_file, tmp_pat
     # 1-channel weights stated as a skeleton representation: refused, naming the key.
     assert main(args[:8] + ["body-only"] + args[9:] + ["--sigma", "4"]) == 2
     assert "backbone.conv1.weight" in capsys.readouterr().err
+
+
+def test_import_checkpoint_refuses_a_directory_holding_a_users_files(opengait_file, tmp_path: Path, capsys) -> None:
+    from scolio_core.cli.main import main
+
+    path, _ = opengait_file
+    full = random_state({**opengait_layout(1), "FCs.fc_bin": (16, 8 * WIDTH, 256), "BNNecks.fc_bin": (16, 256, 3),
+                         **{k: (() if k.endswith("tracked") else (4096,)) for k in _bn_keys("BNNecks.bn1d")}},
+                        seed=5)
+    torch.save({"model": full, "iteration": 7}, path)
+    partition = tmp_path / "Scoliosis1K_112.json"
+    partition.write_text(json.dumps({"TRAIN_SET": ["00001", "00002"], "TEST_SET": ["00003"]}))
+    users = tmp_path / "my-project"
+    users.mkdir()
+    (users / "notes.txt").write_text("keep me")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def run(out: Path) -> int:
+        return main(["import-checkpoint", "--format", "opengait", str(path), str(out), "--alignment", "opengait",
+                     "--representation", "silhouette", "--partition", str(partition), "--width", str(WIDTH)])
+
+    assert run(users) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("scolio import-checkpoint: error:"), lines
+    assert str(users) in lines[0] and "not a scoliotune checkpoint" in lines[0] and "nothing was deleted" in lines[0]
+    assert sorted(p.name for p in users.iterdir()) == ["notes.txt"]
+    assert (users / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary sibling left either
+
+    # An earlier import is a scoliotune checkpoint: importing again replaces it, leaving nothing beside it.
+    out = tmp_path / "imported"
+    assert run(out) == 0
+    torch.save({"model": full, "iteration": 8}, path)
+    assert run(out) == 0
+    assert read_checkpoint(out).contract["iteration"] == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["imported"])

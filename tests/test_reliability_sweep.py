@@ -3,12 +3,16 @@
 One sweep is run six times with the same command, each run but the last ended by a fault:
 1. a trial's Ray worker is SIGKILLed right after its first report: the trial is retried from that report's
    checkpoint (sweeps/engine.py allows two retries) and its MLflow child run continues, marked restarted;
-2. then the driver is SIGKILLed during the search;
+2. then the driver is SIGKILLed during the search, once Tune's saved state holds a finished trial and an
+   interrupted one: after the resume the finished trial has executed no step again, and the interrupted one's
+   first step is its saved checkpoint's step + 1 (the profile evaluates every step, so each trial's
+   result.json is a log of the steps it ran; MLflow cannot show this: it skips already-logged steps);
 3. the re-run's driver is SIGKILLed during the one-shot test (its lockbox entry is opened, not completed);
 4. the next re-run refuses a second look, naming --reopen-test, and takes none;
 5. with --reopen-test the driver is SIGKILLed while writing results (the reopened look is recorded);
 6. the plain re-run completes and reuses that recorded look: one MLflow child run per trial, none RUNNING,
-   every step logged once, two looks in the ledger (the crashed one and the reopened one), labelled REOPENED.
+   every step logged once, two looks in the ledger (the crashed one and the reopened one), labelled REOPENED
+   in MLflow, summary.md and the leaderboard.
 Chaining the faults in one sweep costs one search instead of four (the suite runs on 2 cores).
 
 Drivers run tests/_sweep_driver.py (the real sweep CLI on a private local Ray) with a marker in their
@@ -19,6 +23,7 @@ lockbox tags in the sqlite store), not by hooks in production code.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -61,7 +66,7 @@ class Sweep:
     """One sweep name with its own MLflow store, Tune storage and results folder; starts drivers."""
 
     def __init__(self, directory: Path, name: str, data_root: Path, partition: Path, iterations: int) -> None:
-        self.dir, self.name = directory, name
+        self.dir, self.name, self.iterations = directory, name, iterations
         directory.mkdir(parents=True, exist_ok=True)
         self.db = directory / "mlflow.db"
         self.uri = f"sqlite:///{self.db}"
@@ -69,17 +74,19 @@ class Sweep:
         self.results = directory / "results"
         # A frozen copy: a colleague editing sweeps/smoke.yaml between our re-runs must not change the sweep.
         profile = directory / "smoke.yaml"
-        # ASHA off in effect (grace = every evaluation): a trial it stopped at its first rung would never
-        # report again, and with trials now a few seconds long that raced the worker kill below.
         text = (ROOT / "sweeps" / "smoke.yaml").read_text()
-        evaluations = iterations // 6
-        profile.write_text(re.sub(r"(?m)^asha: .*$", f"asha: {{grace_period: {evaluations}, reduction_factor: 2}}",
+        # eval_every 1: every optimiser step is a Tune report with a checkpoint, so each trial's result.json
+        # is a log of the steps it executed (the resume assertions count them).
+        text, edits = re.subn(r"(?m)^  train\.eval_every: .*$", "  train.eval_every: 1", text)
+        assert edits == 1, "sweeps/smoke.yaml changed: update this test's profile edit"
+        # ASHA off in effect (grace = every evaluation): a trial it stopped at its first rung would never
+        # report again, and with trials a few seconds long that raced the worker kill below.
+        profile.write_text(re.sub(r"(?m)^asha: .*$", f"asha: {{grace_period: {iterations}, reduction_factor: 2}}",
                                   text))
         self.args = ["--profile", str(profile), "--name", name, "--data-root", str(data_root),
                      "--partition", str(partition), "--tracking-uri", self.uri,
                      "--storage-path", str(self.storage), "--results-dir", str(self.results),
-                     "--num-samples", str(NUM_TRIALS), "--set", f"train.iterations={iterations}",
-                     "--set", "train.eval_every=6"]
+                     "--num-samples", str(NUM_TRIALS), "--set", f"train.iterations={iterations}"]
         self.markers: list[str] = []
         self.temp_dirs: list[str] = []
         self.logs: list[Path] = []
@@ -156,6 +163,28 @@ class Sweep:
                 found.setdefault(row["trial_id"], []).append(row)
         return found
 
+    def persisted_trials(self) -> dict[str, dict]:
+        """Each trial's status and last result in Tune's saved experiment state: what a restore starts from.
+
+        Read as plain JSON (the state's pickled parts are left alone); {} while the file is being written."""
+        states = sorted((self.storage / self.name).glob("experiment_state-*.json"))  # names sort by time
+        if not states:
+            return {}
+        try:
+            trials = {}
+            for trial_json, metadata_json in json.loads(states[-1].read_text())["trial_data"]:
+                trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+                trials[trial["trial_id"]] = {"status": trial["status"],
+                                             "last_result": metadata.get("last_result") or {}}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return trials
+
+    def checkpoint_step(self, trial_id: str, checkpoint_dir_name: str) -> int:
+        """The optimiser step a checkpoint holds, from its own contract.json."""
+        contract = self.storage / self.name / f"train_baseline_{trial_id}" / checkpoint_dir_name / "contract.json"
+        return int(json.loads(contract.read_text())["iteration"])
+
     def cleanup(self) -> None:
         for marker in self.markers:
             stop_marked(MARKER, marker)
@@ -184,6 +213,50 @@ def _check_complete_record(sweep: Sweep) -> dict:
     return {"parent": parents[0], "children": {c.data.tags["ray.trial_id"]: c for c in children}}
 
 
+def _span(steps: list[int]) -> str:
+    if not steps:
+        return "none"
+    if steps == list(range(steps[0], steps[-1] + 1)):
+        return f"{steps[0]}..{steps[-1]}"
+    return str(steps)
+
+
+def _check_resumed_not_rerun(sweep: Sweep, before: dict[str, list[dict]], at_kill: dict[str, dict],
+                             resumed_from: dict[str, tuple[str, int]]) -> list[str]:
+    """After the driver kill during the search: a trial Tune had saved as finished executed no step again,
+    and every other trial's first executed step was its saved checkpoint's step + 1 (step 1 when it had no
+    checkpoint), then every later step once. With eval_every 1 a trial's result.json lists the steps it ran;
+    the rows the resumed sweep appended are those not in the copy taken at the kill."""
+    def key(row: dict) -> tuple:
+        return row["pid"], row["timestamp"], row["training_iteration"], row["iteration"]
+
+    after, evidence = sweep.results_by_trial(), []
+    for trial_id, state in sorted(at_kill.items()):
+        old_rows = before.get(trial_id, [])
+        seen = {key(row) for row in old_rows}
+        new_rows = [row for row in after.get(trial_id, []) if key(row) not in seen]
+        steps_before, steps_after = [r["iteration"] for r in old_rows], [r["iteration"] for r in new_rows]
+        line = f"{trial_id}: {state['status']} at the kill, steps before {_span(steps_before)}"
+        if state["status"] == "TERMINATED":
+            line += f"; after the restore: {_span(steps_after)}"
+            evidence.append(line)
+            steps = [row["iteration"] for row in after[trial_id]]
+            assert steps_after == [], f"a finished trial ran again: {line}"
+            assert len(steps) == len(set(steps)) and steps[-1] == sweep.iterations, (trial_id, steps)
+            continue
+        name, step = resumed_from.get(trial_id, (None, 0))
+        line += f"; saved checkpoint {name} (step {step}); after the restore: {_span(steps_after)}"
+        evidence.append(line)
+        # A restart from scratch would show step 1 here (and MLflow would not notice: it skips logged steps).
+        assert steps_after == list(range(step + 1, sweep.iterations + 1)), line
+        if new_rows:
+            first = new_rows[0]
+            assert first["iterations_since_restore"] == 1 and first["pid"] not in {r["pid"] for r in old_rows}, first
+            # Tune's own counter agrees on where it restored: the saved last result's training_iteration + 1.
+            assert first["training_iteration"] == state["last_result"].get("training_iteration", 0) + 1, (line, first)
+    return evidence
+
+
 @pytest.fixture(scope="module")
 def crash_data(synth_root, tmp_path_factory) -> tuple[Path, Path]:
     """The synthetic release plus 5 copies of each test sequence under new ids, and a partition listing
@@ -209,19 +282,26 @@ def crash_data(synth_root, tmp_path_factory) -> tuple[Path, Path]:
 
 # ------------------------------------------------------------------------------------------- tests
 def test_a_rerun_reuses_only_a_completed_latest_look():
-    from sweeps.finish import recorded_test
+    from scolio_core.errors import LockboxError
+    from scolio_core.evaluation.lockbox import decide
 
-    def entry(attempt: int, state: str) -> dict:
-        return {"attempt": attempt, "state": state, "reopened": attempt > 1, "metrics": {"test/n": attempt}}
+    def look(number: int, state: str) -> dict:  # one look as the ledger merges it (opened, then completed)
+        return {"look": number, "study": "s", "state": state, "checkpoint_hash": "aaa", "reopened": number > 1}
 
-    assert recorded_test([]) is None
-    assert recorded_test([entry(1, "opened")]) is None  # crashed during the look: it may have been seen
-    assert recorded_test([entry(1, "opened"), entry(1, "completed")])["attempt"] == 1
+    def decision(*looks: dict):
+        return decide(list(looks), study="s", checkpoint_hash_="aaa", standalone=False, reopen=False,
+                      reopen_flag="--reopen-test")
+
+    assert decision().action == "look"
+    with pytest.raises(LockboxError, match="never completed"):
+        decision(look(1, "opened"))  # crashed during the look: it may have been seen
+    assert decision(look(1, "completed")).action == "reuse"
     # A reopened look that completed is reused (it stays labelled reopened); no third look is needed.
-    reused = recorded_test([entry(1, "opened"), entry(2, "opened"), entry(2, "completed")])
-    assert reused["attempt"] == 2 and reused["reopened"]
+    reused = decision(look(1, "opened"), look(2, "completed"))
+    assert reused.action == "reuse" and reused.reopened and reused.recorded["look"] == 2
     # A completed look followed by a reopened one that never completed: refuse, do not fall back silently.
-    assert recorded_test([entry(1, "opened"), entry(1, "completed"), entry(2, "opened")]) is None
+    with pytest.raises(LockboxError, match="--reopen-test"):
+        decision(look(1, "completed"), look(2, "opened"))
 
 
 @pytest.mark.slow
@@ -240,19 +320,38 @@ def test_killed_worker_and_driver_killed_anywhere_resume_to_one_record_and_one_l
 
         victim = sweep.wait_for(first, "a trial's first report", first_report)
         os.kill(victim["pid"], signal.SIGKILL)
+        # (.get: Tune's periodic copy of result.json into storage can be caught half-written, even empty.)
         after = sweep.wait_for(first, "the killed trial's next report", lambda: [
-            row for row in sweep.results_by_trial()[victim["trial_id"]][1:] if row["pid"] != victim["pid"]])
+            row for row in sweep.results_by_trial().get(victim["trial_id"], [])[1:] if row["pid"] != victim["pid"]])
         # Retried in a new worker from the checkpoint of the last report the killed one made, not from scratch
         # (polling may see the first report late, so the victim can have reported again before it died).
-        last = max(row["training_iteration"] for row in sweep.results_by_trial()[victim["trial_id"]]
-                   if row["pid"] == victim["pid"])
+        last = max(row["training_iteration"] for row in sweep.wait_for(first, "the killed trial's rows", lambda: [
+            row for row in sweep.results_by_trial().get(victim["trial_id"], []) if row["pid"] == victim["pid"]]))
         assert after[0]["training_iteration"] == last + 1 and after[0]["iterations_since_restore"] == 1, after[0]
-        assert after[0]["iteration"] == 6 * (last + 1), after[0]  # optimiser steps continue, eval_every=6
+        assert after[0]["iteration"] == last + 1, after[0]  # optimiser steps continue (eval_every 1)
 
-        # 2. The driver dies during the search.
+        # 2. The driver dies during the search, once Tune's saved state (what a restore starts from) holds a
+        # finished trial and one interrupted a few steps from either end (the margin covers the kill's latency).
+        def finished_and_interrupted():
+            trials = sweep.persisted_trials()
+            done = [t for t, state in trials.items() if state["status"] == "TERMINATED"]
+            going = [t for t, state in trials.items() if state["status"] != "TERMINATED"
+                     and 2 <= state["last_result"].get("training_iteration", 0) <= sweep.iterations - 4]
+            return done and going
+
+        sweep.wait_for(first, "a finished and an interrupted trial in Tune's saved state", finished_and_interrupted)
         sweep.kill(first)
         tags = sweep.parent_tags()
         assert STATE_TAG not in tags and "scolio.selected_trial" not in tags  # mid-search: nothing selected
+        before, at_kill = sweep.results_by_trial(), sweep.persisted_trials()
+        # The checkpoint each interrupted trial must resume from: its saved last result's (every report
+        # carries one), read now, before the resumed sweep prunes old checkpoints (num_to_keep).
+        resumed_from = {t: (state["last_result"]["checkpoint_dir_name"],
+                            sweep.checkpoint_step(t, state["last_result"]["checkpoint_dir_name"]))
+                        for t, state in at_kill.items()
+                        if state["status"] != "TERMINATED" and state["last_result"].get("checkpoint_dir_name")}
+        assert any(state["status"] == "TERMINATED" for state in at_kill.values()), at_kill
+        assert any(1 <= step < sweep.iterations for _, step in resumed_from.values()), (resumed_from, at_kill)
 
         # 3. Re-run; the driver dies during the one-shot test.
         second = sweep.start()
@@ -262,6 +361,10 @@ def test_killed_worker_and_driver_killed_anywhere_resume_to_one_record_and_one_l
         tags = sweep.parent_tags()
         assert "scolio.lockbox.entry.1.completed" not in tags, "killed too late: the test had already completed"
         assert tags[LOOKS_TAG] == "1"
+        # The search was complete when the test opened: resumed, not re-run, counted from the steps each trial
+        # reported (see _check_resumed_not_rerun).
+        evidence = _check_resumed_not_rerun(sweep, before, at_kill, resumed_from)
+        print("\nsteps per trial around the driver kill:\n  " + "\n  ".join(evidence))
 
         # 4. Re-run: the search is complete, but the opened look may have been seen: refused, with the way out.
         code, output = sweep.run()
@@ -281,7 +384,7 @@ def test_killed_worker_and_driver_killed_anywhere_resume_to_one_record_and_one_l
         # 6. Re-run the plain command: completes, reusing the recorded (reopened) look instead of a third.
         code, output = sweep.run()
         assert code == 0, output[-4000:]
-        assert "one-shot test already recorded" in output and "(attempt 2); not re-evaluated" in output
+        assert "one-shot test already recorded" in output and "not re-evaluated" in output, output[-4000:]
         assert "REOPENED test" in output
         record = _check_complete_record(sweep)
         tags = record["parent"].data.tags
@@ -290,7 +393,15 @@ def test_killed_worker_and_driver_killed_anywhere_resume_to_one_record_and_one_l
             "scolio.lockbox.entry.1.opened", "scolio.lockbox.entry.2.completed", "scolio.lockbox.entry.2.opened"]
         assert json.loads(tags["scolio.lockbox.entry.2.completed"])["reopened"] is True
         assert record["parent"].data.metrics["test/reopened"] == 1.0
-        assert (sweep.results / sweep.name / "summary.md").exists()
+        # The reopened look is labelled in the rebuilt results, not only in MLflow: summary and leaderboard.
+        results = sweep.results / sweep.name
+        summary = (results / "summary.md").read_text()
+        assert "**REOPENED test** of the winner (REOPENED: not a clean one-shot estimate)" in summary, summary
+        assert "**one-shot test**" not in summary, summary
+        with open(results / "leaderboard.csv", newline="") as handle:
+            board = list(csv.DictReader(handle))
+        assert [row["split"] for row in board] == ["val"] * NUM_TRIALS + ["REOPENED test"], board
+        assert "| REOPENED test |" in (results / "leaderboard.md").read_text()
         # The killed trial's child run continued (same run, marked as restarted, error kept), not a duplicate.
         child = record["children"][victim["trial_id"]]
         assert child.data.tags["scolio.restarts"] == "1" and child.data.tags.get("scolio.error")

@@ -2,7 +2,7 @@
 
 `make_sweep` builds a parent run + 4 child runs (FINISHED, KILLED by ASHA, FINISHED, FAILED) with
 per-step val metrics, a checkpoint artifact with contract.json on the winner, and real lockbox ledger
-entries (scolio_core.evaluation.lockbox.MlflowLedger) on the parent. tests/test_audit.py reuses it.
+entries (scolio_core.tracking.ledger.ParentRunLog) on the parent. tests/test_audit.py reuses it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def make_sweep(tracking_uri: str, workdir: Path, sweep: str, *, looks: int = 1, 
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from scolio_core.tracking.ledger import MlflowLedger
+    from scolio_core.tracking.ledger import ParentRunLog
     from scolio_core.training.checkpoint import checkpoint_hash, write_checkpoint
 
     torch.set_num_threads(1)
@@ -106,7 +106,7 @@ def make_sweep(tracking_uri: str, workdir: Path, sweep: str, *, looks: int = 1, 
                        "scolio.selected_checkpoint": f"/ray/{select}/checkpoint_best"}.items():
         client.set_tag(parent, key, value)
 
-    ledger = MlflowLedger(tracking_uri, parent)
+    ledger = ParentRunLog(tracking_uri, parent)
     y_true = [0, 0, 1, 2, 2, 2]
     predictions = [[0, 1, 1, 2, 2, 0], [0, 0, 1, 2, 2, 2]]
     for attempt in range(1, looks + 1):

@@ -2,6 +2,11 @@
 
     scolio eval --checkpoint runs/cpu/checkpoints/iter_0000300 --data-root /tmp/synth \
         --partition /tmp/synth/Scoliosis1K_118.json --split val --json
+
+Any evaluation on ids that are not the checkpoint's own val ids — the test split, or a "val" split carved
+from another partition, or any split for an imported checkpoint that records none — is a test look: it
+goes through the lockbox and its ledger (the tracking store's, shared with the sweeps; `--ledger FILE` for
+work without MLflow), whatever `--override-contract` says.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate even if the data breaks the checkpoint's contract (recorded in the output)")
     parser.add_argument("--reopen", action="store_true",
                         help="test only: evaluate again although the lockbox was opened (labelled REOPENED)")
-    parser.add_argument("--ledger", help="test only: lockbox ledger file (default ~/.scoliotune/lockbox_ledger.jsonl)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store whose test-set ledger records the look (default $MLFLOW_TRACKING_URI "
+                             "or sqlite:///mlflow.db here: the store your sweeps use)")
+    parser.add_argument("--ledger", help="record looks in this JSON-lines file instead of MLflow (work without "
+                                         "MLflow; also $SCOLIO_LEDGER)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto uses CUDA when present (default auto)")
 
@@ -44,10 +53,27 @@ def format_confusion(matrix: list[list[int]]) -> str:
     return "\n".join([head, *rows])
 
 
+def own_val_ids(checkpoint) -> frozenset[str]:
+    """The ids a checkpoint may be evaluated on without a test look: its own val carve (none if imported)."""
+    return frozenset(checkpoint.split.val) if checkpoint.split is not None else frozenset()
+
+
+def pick_ledger(args: argparse.Namespace):
+    import os
+
+    from scolio_core.evaluation.lockbox import FileLedger
+
+    if args.ledger or os.environ.get("SCOLIO_LEDGER"):
+        return FileLedger(args.ledger)
+    from scolio_core.tracking.ledger import MlflowLedger
+    from scolio_core.tracking.report import DEFAULT_TRACKING_URI
+
+    return MlflowLedger(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+
+
 def run(args: argparse.Namespace) -> int:
     from scolio_core.data.resolve import resolve_split
-    from scolio_core.evaluation.contract import check_contract
-    from scolio_core.training.checkpoint import checkpoint_hash, read_checkpoint
+    from scolio_core.training.checkpoint import read_checkpoint
     from scolio_core.training.metrics import flatten_metrics
 
     checkpoint = read_checkpoint(args.checkpoint)
@@ -55,21 +81,24 @@ def run(args: argparse.Namespace) -> int:
         "data.root": str(Path(args.data_root).resolve()), "data.partition": str(Path(args.partition).resolve()),
         "train.device": args.device})
     split = resolve_split(config)
-    if args.split == "test":
-        from scolio_core.evaluation.lockbox import FileLedger, evaluate_test_once
+    ids = split.test if args.split == "test" else split.val
+    if args.split == "test" or not set(ids) <= own_val_ids(checkpoint):
+        from scolio_core.evaluation.lockbox import evaluate_test_once
 
-        ledger = FileLedger(scope=checkpoint_hash(checkpoint.directory), path=args.ledger)
-        result = evaluate_test_once(checkpoint, config, split, ledger, reopen=args.reopen,
-                                    override_contract=args.override_contract)
+        result = evaluate_test_once(checkpoint, config, split, pick_ledger(args), entry_point="scolio eval",
+                                    reopen=args.reopen, override_contract=args.override_contract, ids=ids,
+                                    split_name=args.split)
         metrics, overrides, matrix = result.metrics, result.contract_overrides, result.confusion_matrix
-        label = f"TEST (one-shot, attempt {result.attempt})" if not result.reopened else \
-            f"TEST — REOPENED (attempt {result.attempt}; not a clean one-shot estimate)"
+        what = "TEST" if args.split == "test" else "VAL IDS OUTSIDE THE CHECKPOINT'S OWN VAL: a test look"
+        label = f"{what} (one-shot, look {result.look} of this set)" if not result.reopened else \
+            f"{what} — REOPENED (look {result.look}; not a clean one-shot estimate)"
     else:
+        from scolio_core.evaluation.contract import check_contract
         from scolio_core.evaluation.predict import predict_checkpoint
 
-        overrides = check_contract(checkpoint, config, split.val, "val", trainval=split.trainval(),
+        overrides = check_contract(checkpoint, config, ids, "val", trainval=split.trainval(),
                                    override=args.override_contract)
-        point = predict_checkpoint(checkpoint, config, split.val).metrics()
+        point = predict_checkpoint(checkpoint, config, ids).metrics()
         metrics, matrix = flatten_metrics(point, "val"), point["confusion_matrix"]
         label = "VAL"
     if args.json:

@@ -6,6 +6,8 @@
 A foreign file carries weights but not the preprocessing they expect, so the user states the render
 preset (representation, alignment, sigma) and the partition; these become the checkpoint's contract and
 later evaluations are checked against it. The file is read with `torch.load(weights_only=True)` only.
+OUT_DIR must be new, empty, or an earlier scoliotune checkpoint (replaced atomically); any other existing
+path is refused and left untouched.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
         convert_opengait_state,
         load_foreign_state,
     )
-    from scolio_core.training.checkpoint import write_checkpoint
+    from scolio_core.training.checkpoint import ensure_replaceable, write_checkpoint
 
     source = Path(args.input)
+    ensure_replaceable(args.out_dir)  # refuse a user's directory before any work (write_checkpoint checks again)
     partition_path = Path(args.partition).resolve()
     partition = load_partition(partition_path)
     values = {

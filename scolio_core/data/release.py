@@ -3,8 +3,10 @@
 Layout (pose and silhouette roots alike): `<root>/<id>/<class>/<view>/<file>.pkl`, e.g.
 `00000/positive/000_180/000_180.pkl`. Ids are five-digit strings; the class is the folder name, in any
 letter case. Poses are `(T, 17, 3)` float (x, y, confidence in image pixels, COCO-17 order); silhouettes
-are `(T, 64, 64)` uint8. Every pkl goes through `safe_pickle`, and when `$SCOLIO_ACCESS_LOG` names a file
-every read appends `<pid>\\t<seq_id>\\t<path>` to it, so a sweep can prove its trials never read test ids.
+are `(T, 64, 64)` uint8. Every pkl goes through `safe_pickle` (regular files only, size-capped, arrays
+numeric and size-capped: `PickleLimits`); files loaded through a release root must resolve inside it. When
+`$SCOLIO_ACCESS_LOG` names a file every read appends `<pid>\\t<seq_id>\\t<path>` to it, so a sweep can prove
+its trials never read test ids.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from scolio_core import CLASS_INDEX
 from scolio_core.config import DataConfig
-from scolio_core.data.safe_pickle import safe_load
+from scolio_core.data.safe_pickle import DEFAULT_LIMITS, PickleLimits, safe_load
 from scolio_core.errors import DataError
 
 MODALITIES = ("skeleton", "silhouette")
@@ -99,13 +101,13 @@ def _seq_id_from_path(path: Path) -> str:
     return parts[-4] if len(parts) >= 4 and _ID_PATTERN.fullmatch(parts[-4]) else "-"
 
 
-def _read(path: Path, seq_id: str | None) -> object:
+def _read(path: Path, seq_id: str | None, root: str | Path | None, limits: PickleLimits) -> object:
     log = os.environ.get(ACCESS_LOG_ENV)
     if log:
         # Append per read (not a held handle) so concurrent trial processes interleave whole lines.
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"{os.getpid()}\t{seq_id or _seq_id_from_path(path)}\t{path}\n")
-    return safe_load(path)
+    return safe_load(path, root=root, limits=limits)
 
 
 def _check_array(path: Path, value: object, frame_shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -119,10 +121,14 @@ def _check_array(path: Path, value: object, frame_shape: tuple[int, ...], what: 
     return value
 
 
-def load_pose(path: str | Path, seq_id: str | None = None) -> np.ndarray:
-    """Read a `(T, 17, 3)` pose pkl (any float dtype) and return it as float32."""
+def load_pose(path: str | Path, seq_id: str | None = None, *, root: str | Path | None = None,
+              limits: PickleLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Read a `(T, 17, 3)` pose pkl (any float dtype) and return it as float32.
+
+    With `root` (the modality root it was indexed from) the file must resolve inside it.
+    """
     path = Path(path)
-    poses = _check_array(path, _read(path, seq_id), POSE_FRAME_SHAPE, "poses")
+    poses = _check_array(path, _read(path, seq_id, root, limits), POSE_FRAME_SHAPE, "poses")
     if not np.issubdtype(poses.dtype, np.floating):
         raise DataError(f"{path}: poses must be a float array, got dtype {poses.dtype}")
     bad = ~np.isfinite(poses)
@@ -134,10 +140,11 @@ def load_pose(path: str | Path, seq_id: str | None = None) -> np.ndarray:
     return poses.astype(np.float32, copy=False)
 
 
-def load_silhouette(path: str | Path, seq_id: str | None = None) -> np.ndarray:
-    """Read a `(T, 64, 64)` uint8 silhouette pkl."""
+def load_silhouette(path: str | Path, seq_id: str | None = None, *, root: str | Path | None = None,
+                    limits: PickleLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Read a `(T, 64, 64)` uint8 silhouette pkl; with `root` the file must resolve inside it."""
     path = Path(path)
-    sil = _check_array(path, _read(path, seq_id), SILHOUETTE_FRAME_SHAPE, "silhouettes")
+    sil = _check_array(path, _read(path, seq_id, root, limits), SILHOUETTE_FRAME_SHAPE, "silhouettes")
     if sil.dtype != np.uint8:
         raise DataError(f"{path}: silhouettes must be uint8, got dtype {sil.dtype}")
     return sil
@@ -188,18 +195,19 @@ def _records(root: Path, ids: Sequence[str], index: Mapping[str, SequenceRecord]
 
 def load_sequences(root: str | Path, ids: Sequence[str], modality: str,
                    index: Mapping[str, SequenceRecord] | None = None,
-                   transform: Callable[[np.ndarray], np.ndarray] | None = None) -> SequenceSet:
+                   transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                   limits: PickleLimits = DEFAULT_LIMITS) -> SequenceSet:
     """Load the listed ids of one modality root into a SequenceSet (in the order given).
 
     `transform` is applied to each validated sequence array (e.g. pose imputation at load time) and
-    must keep its shape.
+    must keep its shape. Files must resolve inside `root`; `limits` caps each file (see `safe_pickle`).
     """
     root = Path(root)
     load = _loader(modality)
     records = _records(root, ids, index)
     arrays: list[np.ndarray] = []
     for record in records:
-        array = load(record.path, record.seq_id)
+        array = load(record.path, record.seq_id, root=root, limits=limits)
         if transform is not None:
             out = transform(array)
             if not isinstance(out, np.ndarray) or out.shape != array.shape:
@@ -217,10 +225,12 @@ def load_sequences(root: str | Path, ids: Sequence[str], modality: str,
 
 
 def sequence_lengths(root: str | Path, ids: Sequence[str], modality: str,
-                     index: Mapping[str, SequenceRecord] | None = None) -> dict[str, int]:
+                     index: Mapping[str, SequenceRecord] | None = None,
+                     limits: PickleLimits = DEFAULT_LIMITS) -> dict[str, int]:
     """Load and check every listed file without keeping it; return frames per id.
 
-    All bad files are collected into one `DataError` so a broken release is reported in one pass.
+    All bad files are collected into one single-line `DataError` (one `;`-separated entry per bad file) so a
+    broken release is reported in one pass. Files must resolve inside `root` and stay within `limits`.
     """
     root = Path(root)
     load = _loader(modality)
@@ -229,9 +239,9 @@ def sequence_lengths(root: str | Path, ids: Sequence[str], modality: str,
     problems: list[str] = []
     for record in records:
         try:
-            lengths[record.seq_id] = len(load(record.path, record.seq_id))
+            lengths[record.seq_id] = len(load(record.path, record.seq_id, root=root, limits=limits))
         except DataError as exc:
-            problems.append(str(exc))
+            problems.append(" ".join(str(exc).splitlines()))  # one line whatever a message holds
     if problems:
         detail = "; ".join(problems[:_MAX_LISTED])
         more = f" (and {len(problems) - _MAX_LISTED} more)" if len(problems) > _MAX_LISTED else ""
@@ -241,9 +251,10 @@ def sequence_lengths(root: str | Path, ids: Sequence[str], modality: str,
 
 
 def validate_release(root: str | Path, ids: Sequence[str], modality: str,
-                     index: Mapping[str, SequenceRecord] | None = None) -> None:
+                     index: Mapping[str, SequenceRecord] | None = None,
+                     limits: PickleLimits = DEFAULT_LIMITS) -> None:
     """Load and check every listed file before any compute is spent; raises one DataError listing failures."""
-    sequence_lengths(root, ids, modality, index)
+    sequence_lengths(root, ids, modality, index, limits)
 
 
 def frame_statistics(sequences: SequenceSet | Sequence[int] | np.ndarray) -> dict[str, float]:

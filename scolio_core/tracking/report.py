@@ -172,9 +172,21 @@ def _searched_params(parent: Run, trials: list[Trial]) -> list[str]:
 
 
 def _ledger_entries(tracking_uri: str, parent_id: str) -> list[dict]:
+    from scolio_core.tracking.ledger import ParentRunLog
+
+    return ParentRunLog(tracking_uri, parent_id).entries()
+
+
+def test_set_looks(tracking_uri: str, record: SweepRecord) -> list[dict]:
+    """Every look at the sweep's test set, by any study or entry point, in ledger order."""
     from scolio_core.tracking.ledger import MlflowLedger
 
-    return MlflowLedger(tracking_uri, parent_id).entries()
+    key = record.tags.get(schema.TAG_TEST_SET) or next(
+        (e.get("test_set") for e in record.ledger if e.get("test_set")), None)
+    return MlflowLedger(tracking_uri).looks(key) if key else []
+
+
+test_set_looks.__test__ = False  # not a pytest test
 
 
 def load_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EXPERIMENT) -> SweepRecord:
@@ -356,6 +368,22 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
     opened = [e for e in record.ledger if e.get("state") == "opened"]
     completed_attempts = {e.get("attempt") for e in record.ledger if e.get("state") == "completed"}
     evaluations = max(evaluation_count(record.ledger), int(tags.get(schema.TAG_LOCKBOX_EVALUATIONS, 0) or 0))
+    # The test set's own ledger sees every entry point: this study's looks, looks at its checkpoints by
+    # others (e.g. `scolio eval --reopen` on the winner), and other studies' looks before its first one.
+    looks = test_set_looks(tracking_uri, record)
+    own = [look for look in looks if look.get("study") == record.name]
+    own_hashes = {look.get("checkpoint_hash") for look in own}
+    first_own = min((look["look"] for look in own), default=None)
+    relooks = [look for look in looks if look.get("study") != record.name and first_own is not None
+               and look["look"] > first_own and look.get("checkpoint_hash") in own_hashes]
+    evaluations = max(evaluations, len(own) + len(relooks))
+    seen_before = [look for look in looks if look.get("study") != record.name
+                   and (first_own is None or look["look"] < first_own)]
+    if own and seen_before:
+        problems.append(f"the test set had been looked at {len(seen_before)} time(s) before this study's first "
+                        "look (" + "; ".join(_look_line(look) for look in seen_before) + "): not a first look")
+    for look in relooks:
+        problems.append(f"look {look['look']} evaluated this study's checkpoint again: {_look_line(look)}")
     reopened = sorted(e["attempt"] for e in opened if e.get("reopened"))
     if evaluations > 1:
         problems.append(f"the test set was evaluated {evaluations} times"
@@ -417,11 +445,22 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
         "ledger": [{k: e.get(k) for k in ("attempt", "state", "reopened", "time", "checkpoint_hash",
                                           "split_fingerprint", "trainval_fingerprint", "contract_overrides")}
                    for e in record.ledger],
+        "test_set": tags.get(schema.TAG_TEST_SET),
+        "test_set_looks": [{k: look.get(k) for k in ("look", "state", "study", "entry_point", "time", "checkpoint_hash",
+                                                      "reopened", "seen_before", "input", "model", "n_test")}
+                           for look in looks],
         "split_fingerprint": split_fp, "trainval_fingerprint": tags.get(schema.TAG_TRAINVAL_FINGERPRINT),
         "contract": contract_info, "problems": problems, "warnings": warnings, "clean": not problems,
     }
     audit["verdict"] = format_audit(audit)
     return audit
+
+
+def _look_line(look: dict) -> str:
+    return (f"look {look.get('look')} by {look.get('entry_point', '?')} {look.get('study', '?')!r} at "
+            f"{look.get('time', '?')}, checkpoint {str(look.get('checkpoint_hash'))[:12]}"
+            + (", REOPENED" if look.get("reopened") else "") + ("" if look.get("state") == "completed"
+                                                                 else ", never completed"))
 
 
 def _finite(value: float) -> float | None:
@@ -444,6 +483,10 @@ def format_audit(audit: dict) -> str:
                  + (f"; reopened attempts {audit['reopened_attempts']}" if audit["reopened_attempts"] else ""))
     lines.append(f"- split fingerprint {audit['split_fingerprint'] or 'not recorded'}; train/val fingerprint "
                  f"{audit['trainval_fingerprint'] or 'not recorded'}")
+    if audit.get("test_set_looks"):
+        lines.append(f"- test set {str(audit['test_set'])[:16]}: {len(audit['test_set_looks'])} look(s) by any "
+                     "entry point in this tracking store:")
+        lines.extend(f"    {_look_line(look)}" for look in audit["test_set_looks"])
     contract = audit["contract"]
     if contract.get("found"):
         lines.append(f"- winner's contract: train/val fingerprint {contract['trainval_fingerprint']}")

@@ -192,3 +192,24 @@ def find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str,
     runs = client.search_runs([experiment_id], filter_string=children_filter(parent_run_id, trial_id=trial_id),
                               max_results=1, order_by=[OLDEST_FIRST])
     return runs[0] if runs else None
+
+# The test-set ledger (tracking/ledger.py MlflowLedger): one experiment per look, named
+# `<prefix><test-set key>/look-<n>` — creating a named experiment is atomic in every MLflow store, which is
+# what makes a claim atomic. Its tags hold the look's records; they are set once and never changed.
+LOCKBOX_EXPERIMENT_PREFIX = "scoliotune-lockbox/"
+TAG_TEST_SET = "scolio.test_set"  # on look experiments and on a sweep's parent run: the test set's key
+TAG_LOOK = "scolio.look"  # the look's number in its test set's ledger
+TAG_LOOK_OPENED = "scolio.look.opened"  # JSON: who looked, with what, when (written with the claim)
+TAG_LOOK_COMPLETED = "scolio.look.completed"  # JSON: the metrics, when the look finished
+
+
+def look_experiment_name(test_set_key: str, look: int) -> str:
+    return f"{LOCKBOX_EXPERIMENT_PREFIX}{test_set_key}/look-{look:04d}"
+
+
+def test_set_filter(test_set_key: str) -> str:
+    """The look experiments of one test set (for `search_experiments`)."""
+    return f"tags.`{TAG_TEST_SET}` = {quote(test_set_key, 'test set key')}"
+
+
+test_set_filter.__test__ = False  # not a pytest test
