@@ -1,5 +1,11 @@
 """Step 3 of a sweep: select the winner on val, open the test lockbox once (or reuse its recorded result),
-write results/ and attach them to the parent run."""
+write results/ and attach them to the parent run.
+
+A *study* is one research question: a representation sweep, and the finetune stage run on its winner. Its
+test set is opened once, after its last stage, for the model selected on val across the stages: a sweep
+run with `--defer-test` (or `--finetune-profile`) leaves the look to its finetune stage, which compares
+the two on the same val ids (`choose_final`) and tests the better one.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +20,30 @@ from sweeps.prepare import SweepContext
 
 
 @dataclass(frozen=True)
+class Selection:
+    """A sweep's winner on val and where its checkpoint is."""
+
+    trial_id: str
+    val: dict[str, float]  # the winner's val metrics at its best evaluation
+    checkpoint: Path  # the winner's best checkpoint, copied locally
+    parent_run_id: str  # the sweep whose winner it is
+
+
+@dataclass(frozen=True)
 class SweepOutcome:
     name: str
     parent_run_id: str
     trial_id: str  # the winner, selected on val
     val: dict[str, float]  # the winner's val metrics at its best evaluation
-    test: dict[str, float]  # its one-shot (or REOPENED) test metrics
+    test: dict[str, float]  # its one-shot (or REOPENED) test metrics; empty when the test was deferred
     reopened: bool
     checkpoint: Path  # the winner's best checkpoint, copied locally
     results_dir: Path
     oracle_macro_f1: float | None
     seen_before: int = 0  # earlier looks at this test set by other studies or entry points
     test_counts: dict[str, int] = field(default_factory=dict)  # test sequences per class
+    deferred: bool = False  # no look here: the study's last stage opens the test
+    final_stage: str = ""  # for a study's last stage: which stage's model was tested
 
 
 def select_winner(context: SweepContext, results):
@@ -41,14 +59,9 @@ def select_winner(context: SweepContext, results):
     return best, checkpoint, val
 
 
-def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> SweepOutcome:
-    """Select on val, test once through the lockbox (or reuse the recorded test), write results/."""
+def select(context: SweepContext, results) -> Selection:
+    """The winner on val, its checkpoint copied next to the sweep, and the selection tagged on the parent."""
     from mlflow.tracking import MlflowClient
-
-    from scolio_core.evaluation.lockbox import evaluate_test_once
-    from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
-    from scolio_core.tracking.report import build_report
-    from scolio_core.training.checkpoint import read_checkpoint
 
     errors = [r for r in results if r.error is not None]
     if errors:
@@ -58,7 +71,6 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> S
     local = context.work_dir / "winner_checkpoint"
     shutil.rmtree(local, ignore_errors=True)
     checkpoint.to_directory(str(local))
-    winner = read_checkpoint(local)
 
     parent = context.parent_run_id
     client = MlflowClient(context.tracking_uri)
@@ -68,25 +80,73 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False) -> S
                        schema.TAG_SELECTED_VAL_MACRO_F1:
                            f"{val.get(context.profile.metric, float('nan')):.6f}"}.items():
         client.set_tag(parent, key, value)
+    return Selection(trial_id=trial_id, val=val, checkpoint=local, parent_run_id=parent)
 
+
+def open_test(context: SweepContext, checkpoint_dir: Path, *, study: str, mirror_run_id: str, reopen_test: bool):
+    """The study's one look at the test set with the checkpoint in `checkpoint_dir`, mirrored on the parent
+    run `mirror_run_id`; a re-run reuses the recorded look. Returns the lockbox's result."""
+    from scolio_core.evaluation.lockbox import evaluate_test_once
+    from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
+    from scolio_core.training.checkpoint import read_checkpoint
+
+    winner = read_checkpoint(checkpoint_dir)
     data = context.base_config.data
     config = winner.config.replace(**{"data.root": data.root, "data.partition": data.partition,
                                       "data.pose_dir": data.pose_dir, "data.silhouette_dir": data.silhouette_dir})
-    # The test set's ledger lives in this tracking store and is shared with every other entry point; a re-run
-    # (a restored sweep) reuses its completed look instead of looking again.
-    result = evaluate_test_once(winner, config, context.split, MlflowLedger(context.tracking_uri),
-                                study=context.name, entry_point=f"sweeps/{context.kind}.py", reopen=reopen_test,
-                                reopen_flag="--reopen-test", mirror=ParentRunLog(context.tracking_uri, parent))
+    # The test set's ledger lives in this tracking store and is shared with every other entry point.
+    result = evaluate_test_once(winner, config, context.split, MlflowLedger(context.tracking_uri), study=study,
+                                entry_point=f"sweeps/{context.kind}.py", reopen=reopen_test,
+                                reopen_flag="--reopen-test", mirror=ParentRunLog(context.tracking_uri, mirror_run_id))
     if result.reused:
-        print(f"one-shot test already recorded for sweep {context.name} (look {result.look} of this test set); "
+        print(f"one-shot test already recorded for study {study} (look {result.look} of this test set); "
               "not re-evaluated")
-    test, reopened = result.metrics, result.reopened
+    return result
+
+
+def write_results(context: SweepContext) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from scolio_core.tracking.report import build_report
+
     build_report(context.tracking_uri, context.name, context.results_dir, experiment=context.experiment)
-    client.log_artifacts(parent, str(context.results_dir), artifact_path="results")
-    return SweepOutcome(name=context.name, parent_run_id=parent, trial_id=trial_id, val=val, test=test,
-                        reopened=reopened, checkpoint=local, results_dir=context.results_dir,
-                        oracle_macro_f1=context.oracle_macro_f1, seen_before=result.seen_before,
-                        test_counts=result.test_set.class_counts if result.test_set else {})
+    MlflowClient(context.tracking_uri).log_artifacts(context.parent_run_id, str(context.results_dir),
+                                                     artifact_path="results")
+
+
+def outcome_of(context: SweepContext, selection: Selection, result=None, *, final_stage: str = "") -> SweepOutcome:
+    return SweepOutcome(
+        name=context.name, parent_run_id=selection.parent_run_id, trial_id=selection.trial_id, val=selection.val,
+        test=result.metrics if result else {}, reopened=bool(result and result.reopened),
+        checkpoint=selection.checkpoint, results_dir=context.results_dir, oracle_macro_f1=context.oracle_macro_f1,
+        seen_before=result.seen_before if result else 0,
+        test_counts=result.test_set.class_counts if result and result.test_set else {},
+        deferred=result is None, final_stage=final_stage)
+
+
+def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, defer_test: bool = False
+                 ) -> SweepOutcome:
+    """Select on val, then test once through the lockbox (or reuse the recorded test) unless the study's
+    test is deferred to its finetune stage; write results/."""
+    from mlflow.tracking import MlflowClient
+
+    selection = select(context, results)
+    client = MlflowClient(context.tracking_uri)
+    client.set_tag(context.parent_run_id, schema.TAG_STUDY, context.name)
+    result = None
+    if defer_test:
+        client.set_tag(context.parent_run_id, schema.TAG_TEST_DEFERRED, "true")
+    else:
+        result = open_test(context, selection.checkpoint, study=context.name, mirror_run_id=selection.parent_run_id,
+                           reopen_test=reopen_test)
+    write_results(context)
+    return outcome_of(context, selection, result)
+
+
+def choose_final(baseline_val: float, finetune_val: float) -> str:
+    """Which stage's model a study tests: the finetune only when it beats its baseline on val (the same
+    val ids; a tie keeps the baseline, the simpler model)."""
+    return "finetune" if finetune_val > baseline_val else "baseline"
 
 
 def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
@@ -106,11 +166,15 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
     print(f"sweep {context.name}: winner {outcome.trial_id} selected on val")
     print(f"  val  {metric}: {outcome.val.get(metric, float('nan')):.4f}   "
           f"val accuracy: {outcome.val.get('val/accuracy', float('nan')):.4f}")
-    print(f"  {label}: macro-F1 {outcome.test.get('test/macro_f1', float('nan')):.4f}  "
-          f"accuracy {outcome.test.get('test/accuracy', float('nan')):.4f}")
-    if outcome.seen_before:
-        print(f"  note: this test set had been looked at {outcome.seen_before} time(s) before this sweep "
-              "(by other sweeps or scolio eval; `scolio audit` lists them): not a first look")
+    if outcome.deferred:
+        print("  test: no look in this stage (a study opens its test set once, after its last stage)")
+    else:
+        stage = f" of the {outcome.final_stage} model" if outcome.final_stage else ""
+        print(f"  {label}{stage}: macro-F1 {outcome.test.get('test/macro_f1', float('nan')):.4f}  "
+              f"accuracy {outcome.test.get('test/accuracy', float('nan')):.4f}")
+        if outcome.seen_before:
+            print(f"  note: this test set had been looked at {outcome.seen_before} time(s) before this study "
+                  "(by other sweeps or scolio eval; `scolio audit` lists them): not a first look")
     if outcome.oracle_macro_f1 is not None:
         print(f"  synthetic data oracle ceiling (macro-F1 from the latent severity): {outcome.oracle_macro_f1:.4f}")
     print(f"  results: {outcome.results_dir}/   MLflow: {context.tracking_uri} (parent run {outcome.parent_run_id})")

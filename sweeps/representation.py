@@ -3,6 +3,7 @@ weight and loss (and silhouettes, as a conditional branch), then the one-shot te
 
     python sweeps/representation.py                       # demo profile, synthetic data, local Ray, sqlite MLflow
     python sweeps/representation.py --profile smoke --name my-smoke
+    python sweeps/representation.py --finetune-profile finetune_demo   # the two-stage study, one test look
     ray job submit --working-dir . -- python sweeps/representation.py --tracking-uri http://HEAD:5000 ...
 
 Re-running the same --name continues an interrupted sweep (Tune restore, same MLflow runs). Trials get
@@ -12,6 +13,7 @@ train/val ids only; the driver selects the winner on val, then opens the test lo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -21,24 +23,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sweeps.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
 from sweeps.finish import SweepOutcome, finish_sweep, print_summary  # noqa: E402
 from sweeps.prepare import prepare_sweep  # noqa: E402
+from sweeps.profiles import load_profile  # noqa: E402
 from sweeps.run import build_search, run_trials  # noqa: E402
 
 
 def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
     profile = profile_from_args(args)  # a bad profile is refused before Ray is even imported
-    context = prepare_sweep(profile, settings_from_args(args), kind="representation")
+    finetune = load_profile(args.finetune_profile) if args.finetune_profile else None
+    settings = settings_from_args(args)
+    context = prepare_sweep(profile, settings, kind="representation")
     from trainables.baseline import train_baseline
 
     search_alg, scheduler = build_search(context.profile)
     results = run_trials(context, train_baseline, search_alg=search_alg, scheduler=scheduler)
-    outcome = finish_sweep(context, results, reopen_test=args.reopen_test)
+    outcome = finish_sweep(context, results, reopen_test=args.reopen_test,
+                           defer_test=args.defer_test or finetune is not None)
     print_summary(context, outcome)
-    return outcome
+    if finetune is None:
+        return outcome
+    # Stage 2 of the same study, in this driver: the finetune of this sweep's winner, then the study's one look.
+    from sweeps.finetune import print_study, run_finetune_stage
+
+    stage = dataclasses.replace(settings, name=f"{context.name}-finetune", data_root=None, partition=None)
+    final, baseline_val = run_finetune_stage(finetune, stage, from_sweep=context.name, reopen_test=args.reopen_test)
+    print_study(final, baseline_val)
+    return final
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_arguments(parser, default_profile="demo")
+    parser.add_argument("--defer-test", action="store_true",
+                        help="select on val but leave the study's one test look to its finetune stage "
+                             "(python sweeps/finetune.py --from-sweep NAME)")
+    parser.add_argument("--finetune-profile", metavar="PROFILE",
+                        help="run the study's finetune stage on the winner in this command (e.g. finetune_demo), "
+                             "then test the model that wins on val across both stages, once")
     return run_sweep_cli(run_representation_sweep, parser.parse_args(argv), "representation sweep")
 
 

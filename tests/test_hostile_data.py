@@ -19,6 +19,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,11 @@ def _reconstruct(length: int, dtype_code: str) -> bytes:
             + _int(length) + pickle.TUPLE1 + _text(dtype_code) + pickle.TUPLE3 + pickle.REDUCE + pickle.STOP)
 
 
+def bytearray8_claim(size: int) -> bytes:
+    """A BYTEARRAY8 opcode claiming `size` bytes: stock unpicklers allocate the claim before reading."""
+    return pickle.PROTO + b"\x05" + pickle.BYTEARRAY8 + struct.pack("<Q", size) + pickle.STOP
+
+
 def object_array(length: int) -> bytes:
     """An object-dtype array of `length` elements, each filled with None on creation."""
     return _reconstruct(length, "O")
@@ -142,6 +148,13 @@ def nested_object_arrays(depth: int) -> bytes:
 def test_the_hostile_pickles_are_live() -> None:
     # Small versions through plain pickle: each builder really makes what its case claims at full size.
     assert pickle.loads(bytearray_claim(10)) == bytearray(10)
+    tracemalloc.start()
+    try:
+        with pytest.raises(pickle.UnpicklingError):  # the claim is allocated before the data is found missing
+            pickle.loads(bytearray8_claim(50_000_000))
+        assert tracemalloc.get_traced_memory()[1] >= 50_000_000
+    finally:
+        tracemalloc.stop()
     objects = pickle.loads(object_array(10))
     assert objects.dtype == object and objects.shape == (10,) and all(item is None for item in objects)
     assert pickle.loads(shape_claim(16)).shape == (16,)
@@ -176,6 +189,7 @@ def _plant(case: Case, synth_root: Path, base: Path) -> None:
         path.unlink()
     payloads = {
         "bytearray-claim": lambda: bytearray_claim(300_000_000),
+        "bytearray8-opcode-claim": lambda: bytearray8_claim(2_000_000_000),
         "object-array": lambda: object_array(40_000_000),
         "nested-object-arrays": lambda: nested_object_arrays(60_000),
         "punycode": lambda: punycode("".join(chr(0x4E00 + i) for i in range(17_700))),
@@ -214,6 +228,7 @@ CASES = {
     "symlink-out-of-root": "outside the data root",
     "fifo": "a FIFO",
     "bytearray-claim": "refused to load global builtins.bytearray",
+    "bytearray8-opcode-claim": "BYTEARRAY8 claims 1,907.3 MiB",
     "object-array": "object dtype",
     "nested-object-arrays": "object dtype",
     "punycode": "codec 'punycode'",
@@ -258,3 +273,23 @@ def test_hostile_file_is_refused_in_one_line_with_bounded_time_and_memory(hostil
     assert out["peak_bytes"] < MAX_PEAK_BYTES, detail
     assert out["peak_bytes"] < clean.result["peak_bytes"] + MAX_OVER_CLEAN_BYTES, detail
     assert out["check_seconds"] < MAX_CHECK_SECONDS, detail
+
+
+def test_the_release_check_reports_every_hostile_file_in_one_line(synth_root, tmp_path) -> None:
+    # One pass over the listed files: each bad file is one `;`-separated entry of a single-line error.
+    from scolio_core.data.release import validate_release
+    from scolio_core.errors import DataError
+
+    root = tmp_path / POSE
+    shutil.copytree(synth_root / POSE, root)
+    ids = json.loads((synth_root / PARTITION).read_text())["TRAIN_SET"][:4]
+    paths = [next((root / seq_id).glob("*/*/*.pkl")) for seq_id in ids[:3]]
+    paths[0].unlink()
+    paths[0].symlink_to("/dev/zero")
+    paths[1].write_bytes(object_array(40_000_000))
+    paths[2].write_bytes(shape_claim(1 << 44))
+    with pytest.raises(DataError) as info:
+        validate_release(root, ids, "skeleton")
+    message = str(info.value)
+    assert "\n" not in message and "3 of 4 skeleton file(s) failed validation" in message, message
+    assert all(str(path) in message for path in paths), message

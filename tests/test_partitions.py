@@ -149,3 +149,17 @@ def test_official_partitions(name: str) -> None:
     assert not (set(split.train) | set(split.val)) & set(split.test)
     assert len(split.val) == math.ceil(0.15 * len(part.train))  # scikit-learn rounds the held-out part up
     assert set(split.train) | set(split.val) == set(part.train)
+
+
+def test_a_partition_file_that_is_a_device_or_huge_is_refused_unread(tmp_path):
+    import os
+
+    link = tmp_path / "zero.json"
+    os.symlink("/dev/zero", link)
+    with pytest.raises(DataError, match="character device"):
+        load_partition(link)
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as handle:
+        handle.truncate(17 * 1024 * 1024)  # sparse: costs no disk
+    with pytest.raises(DataError, match="file-size cap"):
+        load_partition(huge)

@@ -63,7 +63,8 @@ def pick_ledger(args: argparse.Namespace):
 
     from scolio_core.evaluation.lockbox import FileLedger
 
-    if args.ledger or os.environ.get("SCOLIO_LEDGER"):
+    # An explicit flag wins over the environment; without either, the store the sweeps use by default.
+    if args.ledger or (not args.tracking_uri and os.environ.get("SCOLIO_LEDGER")):
         return FileLedger(args.ledger)
     from scolio_core.tracking.ledger import MlflowLedger
     from scolio_core.tracking.report import DEFAULT_TRACKING_URI

@@ -92,6 +92,8 @@ def _one_line(text: str) -> str:
 def _size(nbytes: int) -> str:
     if nbytes >= 1 << 64:
         return "more than 2^64 bytes"
+    if nbytes < _MiB:
+        return f"{nbytes:,} byte" + ("" if nbytes == 1 else "s")
     return f"{nbytes / _MiB:,.1f} MiB" if nbytes < 1 << 40 else f"{nbytes / (1 << 40):,.1f} TiB"
 
 
@@ -107,10 +109,28 @@ def _flat_key(key: object) -> bool:
     return scalar(key)
 
 
-# The pure-Python unpickler (`pickle._Unpickler`, stable since Python 3.0) is used instead of the C one because
-# its opcode table can be replaced per class: every opcode is counted, and the ones that call, build, index
-# or hash arbitrary objects are swapped for checked versions below. Its memo is a dict, so a memo index
-# claim of 2^32 costs nothing (the C unpickler sizes an array by it).
+# The globals a data pickle may name, each resolved to a checked stand-in method of the unpickler (never to
+# the real numpy function): what numpy's own pickles call, in the numpy 1.x `numpy.core` and 2.x `numpy._core`
+# spellings (release files were written by either), the containers protocols 2-3 build by call (protocol 2
+# spells builtins the Python 2 way), and protocol 2's `_codecs.encode` for raw bytes. `numpy.ndarray` is only
+# ever an argument of `_reconstruct`, so it resolves to an inert token.
+_STAND_INS: dict[tuple[str, str], str] = {
+    ("numpy", "ndarray"): "",
+    ("numpy", "dtype"): "_dtype",
+    ("_codecs", "encode"): "_latin1_encode",
+    ("collections", "OrderedDict"): "_ordered_dict",
+    **{(f"{core}.{module}", name): stand_in for core in ("numpy.core", "numpy._core")
+       for module, name, stand_in in (("multiarray", "_reconstruct", "_reconstruct"),
+                                      ("multiarray", "scalar", "_scalar"), ("numeric", "_frombuffer", "_frombuffer"))},
+    **{(builtins, name): stand_in for builtins in ("builtins", "__builtin__")
+       for name, stand_in in (("set", "_set"), ("frozenset", "_frozenset"), ("bytes", "_empty_bytes"))},
+}
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(_STAND_INS)
+
+# The pure-Python unpickler that CPython ships beside the C one (`pickle._Unpickler`) is used because its
+# opcode table can be replaced per class: every opcode is counted, and the ones that call, build, index or
+# hash arbitrary objects are swapped for checked versions below. Its memo is a dict, so a memo index claim
+# of 2^32 costs nothing (the C unpickler sizes an array by it).
 _BASE = pickle._Unpickler  # noqa: SLF001 - see above
 _REFUSED_OPCODES = {
     pickle.NEWOBJ: "NEWOBJ", pickle.NEWOBJ_EX: "NEWOBJ_EX", pickle.OBJ: "OBJ", pickle.INST: "INST",
@@ -127,20 +147,6 @@ class _RestrictedUnpickler(_BASE):
         self._opcodes = 0
         # Objects our stand-ins created that may still receive one BUILD (id -> object, kept alive here).
         self._unbuilt: dict[int, object] = {}
-        self._globals: dict[tuple[str, str], object] = {
-            ("numpy", "ndarray"): _NDARRAY,
-            ("numpy", "dtype"): self._dtype,
-            ("_codecs", "encode"): self._latin1_encode,
-            ("collections", "OrderedDict"): self._ordered_dict,
-        }
-        for core in ("numpy.core", "numpy._core"):  # numpy 1.x and 2.x spellings; release files use either
-            self._globals[(f"{core}.multiarray", "_reconstruct")] = self._reconstruct
-            self._globals[(f"{core}.multiarray", "scalar")] = self._scalar
-            self._globals[(f"{core}.numeric", "_frombuffer")] = self._frombuffer
-        for builtins in ("builtins", "__builtin__"):  # protocol 2 spells builtins the Python 2 way
-            self._globals[(builtins, "set")] = self._set
-            self._globals[(builtins, "frozenset")] = self._frozenset
-            self._globals[(builtins, "bytes")] = self._empty_bytes
 
     # ------------------------------------------------------------------------------------------ helpers
     def _refuse(self, why: str) -> DataError:
@@ -231,8 +237,11 @@ class _RestrictedUnpickler(_BASE):
         if encoding not in ("latin1", "latin-1") or errors != "strict":
             raise self._refuse(f"_codecs.encode with codec {_short(encoding)} (only latin1, which numpy's "
                                "protocol-2 pickles use)")
-        if type(text) is not str or len(text) > self._limits.max_array_bytes:
-            raise self._refuse("_codecs.encode of a non-str or of text longer than PickleLimits.max_array_bytes")
+        if type(text) is not str:
+            raise self._refuse(f"_codecs.encode of {type(text).__name__} (expected str)")
+        if len(text) > self._limits.max_array_bytes:
+            raise self._refuse(f"_codecs.encode of {len(text):,} characters, over the "
+                               f"{_size(self._limits.max_array_bytes)} cap (PickleLimits.max_array_bytes)")
         return text.encode("latin1")
 
     def _items(self, items: object, what: str) -> list | tuple:
@@ -251,17 +260,19 @@ class _RestrictedUnpickler(_BASE):
     def _ordered_dict(self) -> OrderedDict:
         return OrderedDict()  # its items arrive by SETITEMS
 
-    def _empty_bytes(self) -> bytes:
-        return b""  # protocol 2 writes b"" as bytes(); bytes(n) would allocate n
+    def _empty_bytes(self, *args: object) -> bytes:
+        if args:  # protocol 2 writes b"" as bytes(); bytes(n) would allocate n
+            raise self._refuse("bytes() with arguments (only the empty bytes() of protocol 2 is allowed)")
+        return b""
 
     def find_class(self, module: str, name: str) -> object:
-        try:
-            return self._globals[(module, name)]
-        except (KeyError, TypeError):
+        stand_in = _STAND_INS.get((module, name))
+        if stand_in is None:
             raise UnsafePickleError(
                 f"{self._source}: refused to load global {_one_line(str(module)[:_SHOWN])}."
-                f"{_one_line(str(name)[:_SHOWN])} (only numpy arrays and "
-                "plain containers are allowed in data pickles; the file was not executed)") from None
+                f"{_one_line(str(name)[:_SHOWN])} (only numpy arrays and plain containers are allowed in data "
+                "pickles; the file was not executed)")
+        return getattr(self, stand_in) if stand_in else _NDARRAY
 
     # ----------------------------------------------------------------------------- replaced opcodes
     def _load_reduce(self) -> None:
@@ -298,6 +309,15 @@ class _RestrictedUnpickler(_BASE):
         if type(raw) is not bytes:
             raise self._refuse("array state with bytearray data")
         inst.__setstate__((*state[:-4], shape, dtype, bool(fortran), raw))
+
+    def _load_bytearray8(self) -> None:
+        # The stock loader allocates the claimed length before reading; read first, so a claim costs at most
+        # the bytes the file really holds.
+        (size,) = struct.unpack("<Q", self.read(8))
+        data = self.read(min(size, self._limits.max_file_bytes + 1))
+        if len(data) != size:
+            raise self._refuse(f"BYTEARRAY8 claims {_size(size)} but only {_size(len(data))} follow")
+        self.append(bytearray(data))
 
     def _target(self, kinds: tuple[type, ...], opcode: str) -> object:
         target = self.stack[-1]
@@ -365,7 +385,8 @@ def _dispatch() -> dict[int, Callable[[_RestrictedUnpickler], None]]:
     replaced = {pickle.REDUCE: "_load_reduce", pickle.BUILD: "_load_build", pickle.DICT: "_load_dict",
                 pickle.SETITEM: "_load_setitem", pickle.SETITEMS: "_load_setitems",
                 pickle.ADDITEMS: "_load_additems", pickle.FROZENSET: "_load_frozenset",
-                pickle.APPEND: "_load_append", pickle.APPENDS: "_load_appends"}
+                pickle.APPEND: "_load_append", pickle.APPENDS: "_load_appends",
+                pickle.BYTEARRAY8: "_load_bytearray8"}
     for opcode, method in replaced.items():
         table[opcode[0]] = getattr(_RestrictedUnpickler, method)
     for opcode, name in _REFUSED_OPCODES.items():
@@ -378,7 +399,7 @@ _RestrictedUnpickler.dispatch = _dispatch()
 # Corrupt or truncated streams surface as any of these from the unpickler; MemoryError and RecursionError
 # are caught too so that no data file can end the process with a traceback.
 _CORRUPT_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-                   KeyError, struct.error, OverflowError, UnicodeError)
+                   KeyError, struct.error, OverflowError, UnicodeError, BufferError)
 
 
 def safe_loads(data: bytes, source: str, *, limits: PickleLimits = DEFAULT_LIMITS) -> object:
@@ -442,6 +463,12 @@ def _read_regular_file(path: Path, shown: str, root: str | Path | None, limits: 
     return data
 
 
+def read_bounded(path: str | Path, max_bytes: int) -> bytes:
+    """A regular file's bytes, at most `max_bytes` (other data files: partitions, manifests); a device, FIFO,
+    directory or oversized file is a one-line DataError naming the file, raised before reading."""
+    return _read_regular_file(Path(path), str(path), None, PickleLimits(max_file_bytes=max_bytes))
+
+
 def safe_load(path: str | Path, *, root: str | Path | None = None, limits: PickleLimits = DEFAULT_LIMITS) -> object:
     """Read and unpickle one data file with the allow-list and `limits`; errors name the file.
 
@@ -453,4 +480,4 @@ def safe_load(path: str | Path, *, root: str | Path | None = None, limits: Pickl
     return safe_loads(_read_regular_file(path, shown, root, limits), shown, limits=limits)
 
 
-__all__ = ["DEFAULT_LIMITS", "PickleLimits", "safe_load", "safe_loads"]
+__all__ = ["ALLOWED_GLOBALS", "DEFAULT_LIMITS", "PickleLimits", "safe_load", "safe_loads"]

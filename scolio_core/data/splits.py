@@ -21,10 +21,13 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from scolio_core import CLASS_NAMES
+from scolio_core.data.safe_pickle import read_bounded
 from scolio_core.errors import ConfigError, DataError
 
 _ID_PATTERN = re.compile(r"\d{5}")
 _MAX_LISTED = 5
+# Partition files and split manifests list ~1,500 ids (~30 KB); this bounds a hostile one.
+MAX_JSON_BYTES = 16 * 1024 * 1024
 
 
 def _few(items: Iterable[object]) -> str:
@@ -87,10 +90,8 @@ class Partition:
 def _read_json_object(path: Path, what: str, expected: str) -> dict:
     """A JSON object from `path`; every failure is a DataError naming the file."""
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        values = json.loads(read_bounded(path, MAX_JSON_BYTES).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: {what} is not valid JSON ({exc})") from None
     if not isinstance(values, dict):
         raise DataError(f"{path}: {what} must hold {expected}")

@@ -68,6 +68,10 @@ TAG_SELECTED_TRIAL = "scolio.selected_trial"
 TAG_SELECTED_RUN_ID = "scolio.selected_run_id"
 TAG_SELECTED_CHECKPOINT = "scolio.selected_checkpoint"
 TAG_SELECTED_VAL_MACRO_F1 = "scolio.selected_val_macro_f1"
+# A study: a representation sweep and the finetune stage run on its winner open the test set once together.
+TAG_STUDY = "scolio.study"  # on every stage's parent run: the study (the representation sweep's name)
+TAG_TEST_DEFERRED = "scolio.test_deferred"  # "true": this stage left the study's look to its last stage
+TAG_STUDY_FINAL_PARENT = "scolio.study.final_parent"  # the parent run whose model the study tested
 # A finetune sweep's baseline (a representation sweep's winner).
 TAG_BASELINE_SWEEP_RUN = "scolio.baseline_sweep_run"
 TAG_BASELINE_RUN = "scolio.baseline_run"
