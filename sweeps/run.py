@@ -24,12 +24,15 @@ def build_search(profile: SweepProfile):
     """Seeded TPE over the conditional space (published defaults first) and ASHA on the sweep metric."""
     import optuna
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
-    searcher = OptunaSearch(space=define_search_space(profile), metric=profile.metric, mode=profile.mode,
-                            points_to_evaluate=list(profile.points_to_evaluate) or None,
-                            sampler=optuna.samplers.TPESampler(seed=profile.seed, n_startup_trials=
-                                                               max(2, min(10, profile.num_samples // 3))))
+    from sweeps.searchers import BudgetAwareOptunaSearch
+
+    # Trials ASHA stops reach Optuna as PRUNED with their intermediate values, not as COMPLETE low scores.
+    searcher = BudgetAwareOptunaSearch(space=define_search_space(profile), metric=profile.metric, mode=profile.mode,
+                                       points_to_evaluate=list(profile.points_to_evaluate) or None,
+                                       sampler=optuna.samplers.TPESampler(seed=profile.seed, n_startup_trials=
+                                                                          max(2, min(10, profile.num_samples // 3))),
+                                       budget=profile.evaluations_per_trial)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=profile.evaluations_per_trial,
                               grace_period=int(profile.asha.grace_period),
                               reduction_factor=float(profile.asha.reduction_factor))

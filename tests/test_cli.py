@@ -94,6 +94,6 @@ def test_predict_and_the_lockbox(trained, tmp_path):
     first = scolio(*args)
     assert first.returncode == 0 and "one-shot" in first.stdout, first.stderr
     second = scolio(*args)
-    assert second.returncode == 2 and "already evaluated 1 time" in second.stderr
+    assert second.returncode == 2 and "already looked at 1 time" in second.stderr
     third = scolio(*args, "--reopen")
     assert third.returncode == 0 and "REOPENED" in third.stdout

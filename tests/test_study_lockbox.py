@@ -48,7 +48,7 @@ def looks(workdir: Path, key: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("study")
-    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--name", "s1")
+    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--num-samples", "3", "--name", "s1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data_root = next((workdir / "cache").glob("synth-*"))
     return workdir, data_root
@@ -108,42 +108,33 @@ def _look_experiments(workdir: Path):
             if e.name.startswith(schema.LOCKBOX_EXPERIMENT_PREFIX)]
 
 
-def test_a_new_sweep_name_records_its_look_and_the_audit_lists_the_earlier_ones(store):
+def test_a_two_stage_study_on_the_same_store_looks_once_after_the_finetune_and_lists_earlier_looks(store):
+    """(d) and (e) in one run, to spare CI a sweep: a new study name on the same store and test set."""
     workdir, _ = store
-    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--name", "s2")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "not a first look" in done.stdout
-    key = parent_tags(workdir, "s2")[schema.TAG_TEST_SET]
-    assert key == parent_tags(workdir, "s1")[schema.TAG_TEST_SET]
-    mine = [look for look in looks(workdir, key) if look["study"] == "s2"]
-    assert len(mine) == 1 and mine[0]["seen_before"] >= 2 and not mine[0]["reopened"]
-    audit = scolio(workdir, "audit", "s2", "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}")
-    assert audit.returncode == 3 and "had been looked at" in audit.stdout and "look 1 by sweeps/representation.py 's1'" \
-        in audit.stdout, audit.stdout
-
-
-def test_the_two_stage_study_looks_once_after_the_finetune_on_the_val_winner(tmp_path):
-    done = run_sweep("representation.py", tmp_path, "--profile", "smoke", "--name", "st",
+    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--num-samples", "3", "--name", "st",
                      "--finetune-profile", "finetune_smoke")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    baseline, finetune = parent_tags(tmp_path, "st"), parent_tags(tmp_path, "st-finetune")
+    baseline, finetune = parent_tags(workdir, "st"), parent_tags(workdir, "st-finetune")
     assert baseline[schema.TAG_TEST_DEFERRED] == "true" and finetune[schema.TAG_STUDY] == "st"
-    (look,) = looks(tmp_path, baseline[schema.TAG_TEST_SET] if schema.TAG_TEST_SET in baseline
-                    else finetune[schema.TAG_TEST_SET])
-    assert look["study"] == "st" and look["entry_point"] == "sweeps/finetune.py" and look["state"] == "completed"
-    stage = choose_final(float(baseline[schema.TAG_SELECTED_VAL_MACRO_F1]),
-                         float(finetune[schema.TAG_SELECTED_VAL_MACRO_F1]))
     final_parent = baseline[schema.TAG_STUDY_FINAL_PARENT]
     assert final_parent == finetune[schema.TAG_STUDY_FINAL_PARENT]
+    stage = choose_final(float(baseline[schema.TAG_SELECTED_VAL_MACRO_F1]),
+                         float(finetune[schema.TAG_SELECTED_VAL_MACRO_F1]))
     tested = finetune if stage == "finetune" else baseline
-    assert schema.TAG_TEST_SET in tested and tested[schema.TAG_LOCKBOX_EVALUATIONS] == "1"
-    assert f"the study's model: the {stage}" in done.stdout
-    # A second finetune stage of the same study finds the look taken: no second look without --reopen-test.
-    again = run_sweep("finetune.py", tmp_path, "--from-sweep", "st", "--profile", "finetune_smoke", "--name", "st-ft2")
-    assert again.returncode == 0 and "no test look in this stage" in again.stdout, again.stdout[-2000:]
-    assert len(looks(tmp_path, look_key(tmp_path))) == 1
+    assert tested[schema.TAG_LOCKBOX_EVALUATIONS] == "1" and f"the study's model: the {stage}" in done.stdout
+    key = tested[schema.TAG_TEST_SET]
+    assert key == parent_tags(workdir, "s1")[schema.TAG_TEST_SET]
+    all_looks = looks(workdir, key)
+    (mine,) = [look for look in all_looks if look["study"] == "st"]  # exactly one look for the whole study
+    assert mine["entry_point"] == "sweeps/finetune.py" and mine["state"] == "completed"  # after the finetune
+    assert mine["look"] == max(look["look"] for look in all_looks) and mine["seen_before"] >= 2
+    assert "not a first look" in done.stdout
+    # the model tested is the stage's val winner: its checkpoint is the one that stage selected
+    from scolio_core.training.checkpoint import checkpoint_hash
 
-
-def look_key(workdir: Path) -> str:
-    tags = parent_tags(workdir, "st")
-    return tags.get(schema.TAG_TEST_SET) or parent_tags(workdir, "st-finetune")[schema.TAG_TEST_SET]
+    winner_dir = workdir / "ray_results" / ("st-finetune" if stage == "finetune" else "st") / "winner_checkpoint"
+    assert mine["checkpoint_hash"] == checkpoint_hash(winner_dir)
+    audit = scolio(workdir, "audit", "st-finetune" if stage == "finetune" else "st",
+                   "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}")
+    assert audit.returncode == 3 and "had been looked at" in audit.stdout, audit.stdout
+    assert "look 1 by sweeps/representation.py 's1'" in audit.stdout

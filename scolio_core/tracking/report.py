@@ -371,13 +371,14 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
     # The test set's own ledger sees every entry point: this study's looks, looks at its checkpoints by
     # others (e.g. `scolio eval --reopen` on the winner), and other studies' looks before its first one.
     looks = test_set_looks(tracking_uri, record)
-    own = [look for look in looks if look.get("study") == record.name]
+    study = tags.get(schema.TAG_STUDY) or record.name  # a finetune stage belongs to its baseline's study
+    own = [look for look in looks if look.get("study") == study]
     own_hashes = {look.get("checkpoint_hash") for look in own}
     first_own = min((look["look"] for look in own), default=None)
-    relooks = [look for look in looks if look.get("study") != record.name and first_own is not None
+    relooks = [look for look in looks if look.get("study") != study and first_own is not None
                and look["look"] > first_own and look.get("checkpoint_hash") in own_hashes]
     evaluations = max(evaluations, len(own) + len(relooks))
-    seen_before = [look for look in looks if look.get("study") != record.name
+    seen_before = [look for look in looks if look.get("study") != study
                    and (first_own is None or look["look"] < first_own)]
     if own and seen_before:
         problems.append(f"the test set had been looked at {len(seen_before)} time(s) before this study's first "
