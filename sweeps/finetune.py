@@ -39,6 +39,7 @@ from sweeps.finish import (  # noqa: E402
     open_test,
     outcome_of,
     print_summary,
+    register_model,
     select,
     write_results,
 )
@@ -114,7 +115,10 @@ def run_finetune_stage(profile: SweepProfile, settings: SweepSettings, from_swee
     # Before compute, as every trial will: the baseline's contract (input, model, split) must hold.
     check_warm_start(baseline, context.base_config, context.trainval,
                      allow_change=context.base_config.train.allow_contract_change)
-    baseline_val = float(parent_tags.get(schema.TAG_SELECTED_VAL_MACRO_F1, "nan"))
+    # The exact selected value (the baseline parent's metric): the tag is rounded to 6 decimals, so on a tie
+    # (frequent on a small val set) the finetune would win by the rounding, against choose_final's rule.
+    baseline_val = MlflowClient(tracking_uri).get_run(parent_id).data.metrics.get(
+        schema.METRIC_VAL_MACRO_F1, float(parent_tags.get(schema.TAG_SELECTED_VAL_MACRO_F1, "nan")))
     context.lifecycle.tags.update({schema.TAG_BASELINE_SWEEP_RUN: parent_id, schema.TAG_BASELINE_RUN: child,
                                    schema.TAG_BASELINE_VAL_MACRO_F1: f"{baseline_val:.6f}", schema.TAG_STUDY: study})
     from trainables.finetune import train_finetune
@@ -140,7 +144,11 @@ def run_finetune_stage(profile: SweepProfile, settings: SweepSettings, from_swee
                          Path(settings.results_dir) / parent_tags.get(schema.TAG_SWEEP, from_sweep),
                          experiment=settings.experiment)
     write_results(context)
-    outcome = outcome_of(context, selection, result, final_stage=stage)
+    model_uri = ""
+    if result is not None:  # the study's look is complete: register the model it tested (both stages point to it)
+        model_uri = register_model(context, final_dir, result, study=study, parent_run_id=final_parent,
+                                   also_tag=(parent_id, context.parent_run_id))
+    outcome = outcome_of(context, selection, result, final_stage=stage, model_uri=model_uri)
     print_summary(context, outcome)
     return outcome, baseline_val
 

@@ -1,5 +1,6 @@
 """Step 3 of a sweep: select the winner on val, open the test lockbox once (or reuse its recorded result),
-write results/ and attach them to the parent run.
+write results/ and attach them to the parent run, and register the tested model in the MLflow Model
+Registry (scolio_core/tracking/registry.py).
 
 A *study* is one research question: a representation sweep, and the finetune stage run on its winner. Its
 test set is opened once, after its last stage, for the model selected on val across the stages: a sweep
@@ -9,8 +10,10 @@ the two on the same val ids (`choose_final`) and tests the better one.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,7 @@ class SweepOutcome:
     test_counts: dict[str, int] = field(default_factory=dict)  # test sequences per class
     deferred: bool = False  # no look here: the study's last stage opens the test
     final_stage: str = ""  # for a study's last stage: which stage's model was tested
+    model_uri: str = ""  # the tested model in the MLflow Model Registry (models:/<name>@champion)
 
 
 def select_winner(context: SweepContext, results):
@@ -80,6 +84,14 @@ def select(context: SweepContext, results) -> Selection:
                        schema.TAG_SELECTED_VAL_MACRO_F1:
                            f"{val.get(context.profile.metric, float('nan')):.6f}"}.items():
         client.set_tag(parent, key, value)
+    # The selected val numbers as metrics too, so the parent's row in the runs table shows them beside test/*.
+    selected = {k: v for k, v in val.items() if k in (context.profile.metric, schema.METRIC_VAL_ACCURACY)
+                and math.isfinite(v)}
+    if selected:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in selected.items()], synchronous=True)
     return Selection(trial_id=trial_id, val=val, checkpoint=local, parent_run_id=parent)
 
 
@@ -101,7 +113,38 @@ def open_test(context: SweepContext, checkpoint_dir: Path, *, study: str, mirror
     if result.reused:
         print(f"one-shot test already recorded for study {study} (look {result.look} of this test set); "
               "not re-evaluated")
+    log_test_set(context, result, mirror_run_id)
     return result
+
+
+def log_test_set(context: SweepContext, result, run_id: str) -> None:
+    """The look's test set as the MLflow dataset input of the parent run that records the look (the only
+    run that lists it; a re-run logs the same input, which MLflow keeps once)."""
+    from mlflow.tracking import MlflowClient
+
+    from scolio_core.tracking.lineage import dataset_input, test_set_ref
+
+    if result.test_set is None:
+        return
+    ref = test_set_ref(context.split.partition, result.test_set.key, str(context.base_config.data.root),
+                       result.test_set.ids)
+    MlflowClient(context.tracking_uri).log_inputs(run_id, datasets=[dataset_input(ref)])
+
+
+def register_model(context: SweepContext, checkpoint_dir: Path, result, *, study: str, parent_run_id: str,
+                   also_tag: tuple[str, ...] = ()) -> str:
+    """Register the model the study's look tested (scolio_core/tracking/registry.py); returns its URI."""
+    from scolio_core.tracking.registry import register_study_model
+
+    registered = register_study_model(
+        context.tracking_uri, parent_run_id=parent_run_id, checkpoint_dir=checkpoint_dir, study=study,
+        experiment=context.experiment, test_metrics=result.metrics,
+        test_set_key=result.test_set.key if result.test_set else "", look=result.look, reopened=result.reopened,
+        also_tag=also_tag)
+    if registered.new:
+        print(f"registered the tested model: {registered.name} version {registered.version} "
+              f"(alias {registered.uri.rsplit('@', 1)[1]})")
+    return registered.uri
 
 
 def write_results(context: SweepContext) -> None:
@@ -114,14 +157,15 @@ def write_results(context: SweepContext) -> None:
                                                      artifact_path="results")
 
 
-def outcome_of(context: SweepContext, selection: Selection, result=None, *, final_stage: str = "") -> SweepOutcome:
+def outcome_of(context: SweepContext, selection: Selection, result=None, *, final_stage: str = "",
+               model_uri: str = "") -> SweepOutcome:
     return SweepOutcome(
         name=context.name, parent_run_id=selection.parent_run_id, trial_id=selection.trial_id, val=selection.val,
         test=result.metrics if result else {}, reopened=bool(result and result.reopened),
         checkpoint=selection.checkpoint, results_dir=context.results_dir, oracle_macro_f1=context.oracle_macro_f1,
         seen_before=result.seen_before if result else 0,
         test_counts=result.test_set.class_counts if result and result.test_set else {},
-        deferred=result is None, final_stage=final_stage)
+        deferred=result is None, final_stage=final_stage, model_uri=model_uri)
 
 
 def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, defer_test: bool = False
@@ -133,14 +177,17 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, d
     selection = select(context, results)
     client = MlflowClient(context.tracking_uri)
     client.set_tag(context.parent_run_id, schema.TAG_STUDY, context.name)
-    result = None
+    result, model_uri = None, ""
     if defer_test:
         client.set_tag(context.parent_run_id, schema.TAG_TEST_DEFERRED, "true")
     else:
         result = open_test(context, selection.checkpoint, study=context.name, mirror_run_id=selection.parent_run_id,
                            reopen_test=reopen_test)
     write_results(context)
-    return outcome_of(context, selection, result)
+    if result is not None:  # after results/: a failed registration loses nothing, and a re-run registers it
+        model_uri = register_model(context, selection.checkpoint, result, study=context.name,
+                                   parent_run_id=selection.parent_run_id)
+    return outcome_of(context, selection, result, model_uri=model_uri)
 
 
 def choose_final(baseline_val: float, finetune_val: float) -> str:
@@ -175,6 +222,8 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
         if outcome.seen_before:
             print(f"  note: this test set had been looked at {outcome.seen_before} time(s) before this study "
                   "(by other sweeps or scolio eval; `scolio audit` lists them): not a first look")
+        if outcome.model_uri:
+            print(f"  model: {outcome.model_uri}   (mlflow.pyfunc.load_model(uri).predict([poses, ...]))")
     if outcome.oracle_macro_f1 is not None:
         print(f"  synthetic data oracle ceiling (macro-F1 from the latent severity): {outcome.oracle_macro_f1:.4f}")
     print(f"  results: {outcome.results_dir}/   MLflow: {context.tracking_uri} (parent run {outcome.parent_run_id})")

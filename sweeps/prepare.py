@@ -179,9 +179,14 @@ def prepare_sweep(profile: SweepProfile, settings: SweepSettings, kind: str) -> 
     connect_ray()
     storage_path = check_storage_path(settings.storage_path or str(Path.cwd() / "ray_results"),
                                       count_alive_nodes())
+    from scolio_core.tracking.lineage import split_refs
+
+    trainval = split.trainval()  # trials log what they see: train and val with the split's fingerprint, never test
     lifecycle = MLflowLifecycle(tracking_uri, settings.experiment, name, metric=profile.metric, mode=profile.mode,
                                 params=parent_params(profile, kind), tags=parent_tags(profile, split, kind, oracle),
-                                budget=profile.evaluations_per_trial)
+                                budget=profile.evaluations_per_trial, searched=tuple(profile.search),
+                                datasets=split_refs(trainval.partition, trainval.fingerprint,
+                                                    str(profile.base_config().data.root), trainval.train, trainval.val))
     work_dir = Path(storage_path) / name if "://" not in storage_path else Path.cwd() / ".scolio_work" / name
     return SweepContext(name=name, kind=kind, profile=profile, base_config=profile.base_config(), split=split,
                         tracking_uri=tracking_uri, experiment=settings.experiment, storage_path=storage_path,

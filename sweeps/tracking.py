@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from ray.tune.search.sample import Domain
 
 from scolio_core.errors import ConfigError
 from scolio_core.tracking import schema
+from scolio_core.tracking.lineage import DataSetRef, dataset_input
 from scolio_core.tracking.schema import (
     ARTIFACT_CHECKPOINT,
     ROLE_PARENT,
@@ -61,6 +62,7 @@ from scolio_core.tracking.schema import (
     TAG_PARENT_RUN_ID,
     TAG_RESTARTS,
     TAG_ROLE,
+    TAG_RUN_NOTE,
     TAG_STOPPED_BY,
     TAG_SWEEP,
     TAG_TRIAL_ID,
@@ -76,6 +78,9 @@ _BOOKKEEPING = frozenset({
     "warmup_time", "__duplicate__", "__trial_info__",
 })
 _FINAL_TRIAL_STATES = (Trial.TERMINATED, Trial.ERROR)
+# How a searched number reads in a child run's name (`body-only σ3.1 weighted lr0.18`); other keys show as
+# `<last part of the key>=<value>`, and text values (representation, class weighting) as themselves.
+_SHORT_LABELS = {"input.sigma": "σ", "train.lr": "lr", "input.joint_weight": "jw", "train.weight_decay": "wd"}
 
 
 def environment_tags() -> dict[str, str]:
@@ -137,6 +142,31 @@ def result_metrics(result: Mapping[str, Any], prefix: str = "") -> dict[str, flo
     return metrics
 
 
+def config_value(config: Mapping[str, Any], key: str) -> Any:
+    """`key` of a trial config, flat (`{"input.sigma": 3.1}`) or nested (`{"input": {"sigma": 3.1}}`)."""
+    if key in config:
+        return config[key]
+    value: Any = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def trial_label(config: Mapping[str, Any], searched: Sequence[str]) -> str:
+    """What a trial tried, from its searched values: `body-only σ3.1 weighted lr0.18` ("" when none)."""
+    parts = []
+    for key in searched:
+        value = config_value(config, key)
+        if value is None or isinstance(value, Mapping):
+            continue  # not sampled for this trial (e.g. sigma for a silhouette trial)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            short = _SHORT_LABELS.get(key)
+            parts.append(f"{short}{value:.2g}" if short else f"{key.rsplit('.', 1)[-1]}={value:.3g}")
+        else:
+            parts.append(str(value))
+    return " ".join(parts)
+
+
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -160,13 +190,18 @@ class MLflowLifecycle(tune.Callback):
         artifact_location: where a new experiment stores artifacts; for a `sqlite:///` store the default is
             `mlartifacts/` next to the database (MLflow's own default is relative to the working directory).
         log_checkpoints: upload each trial's best checkpoint directory under `checkpoint/` of its child run.
+        searched: the config keys the search varies; a child run is named by its values of them (the Ray trial
+            id stays in the tag `ray.trial_id`).
+        datasets: the train and val sets every trial sees (scolio_core.tracking.lineage), logged as each child
+            run's MLflow dataset inputs. Never the test set: only the look's parent run lists it.
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str, sweep_name: str, *, metric: str,
                  mode: str = "max", params: Mapping[str, Any] | None = None,
                  tags: Mapping[str, Any] | None = None, budget: str | float | None = None,
                  time_attr: str = "training_iteration", artifact_location: str | None = None,
-                 log_checkpoints: bool = True) -> None:
+                 log_checkpoints: bool = True, searched: Sequence[str] = (),
+                 datasets: Sequence[DataSetRef] = ()) -> None:
         if mode not in ("max", "min"):
             raise ConfigError(f"mode must be 'max' or 'min', got {mode!r}")
         schema.quote(sweep_name, "sweep name")  # refuse a name no MLflow filter could find, before any run
@@ -181,6 +216,8 @@ class MLflowLifecycle(tune.Callback):
         self.time_attr = time_attr
         self.artifact_location = artifact_location
         self.log_checkpoints = log_checkpoints
+        self.searched = tuple(searched)
+        self.datasets = tuple(datasets)
         self._reset_runtime_state()
 
     # Tune pickles callbacks into the experiment directory (tuner.pkl): keep clients and caches out of it.
@@ -199,6 +236,7 @@ class MLflowLifecycle(tune.Callback):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = {"searched": (), "datasets": (), **state}  # a callback pickled before these existed
         self.__dict__.update(state)
         self._reset_runtime_state()
 
@@ -262,7 +300,7 @@ class MLflowLifecycle(tune.Callback):
         run_id = self._children.get(trial.trial_id)
         if run_id is None:
             run = self.client.create_run(
-                self.experiment_id, run_name=str(trial),
+                self.experiment_id, run_name=trial_label(trial.config, self.searched) or str(trial),
                 tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: ROLE_TRIAL, TAG_TRIAL_ID: trial.trial_id,
                       TAG_PARENT_RUN_ID: self.parent_run_id})
             run_id = self._children[trial.trial_id] = run.info.run_id
@@ -284,6 +322,8 @@ class MLflowLifecycle(tune.Callback):
         if trial.local_path:
             tags[schema.TAG_TRIAL_DIR] = trial.path or trial.local_path
         self._log_batch(run_id, params={k: v for k, v in params.items() if k not in existing}, tags=tags)
+        if self.datasets and not (run.inputs and run.inputs.dataset_inputs):  # a restored trial has them
+            self.client.log_inputs(run_id, datasets=[dataset_input(ref) for ref in self.datasets])
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info) -> None:
         step = int(result.get("training_iteration", 0))
@@ -315,6 +355,7 @@ class MLflowLifecycle(tune.Callback):
         stopped_by = self._stopped_early_by(trial)
         if stopped_by:
             tags[TAG_STOPPED_BY] = stopped_by
+            tags[TAG_RUN_NOTE] = self._stop_note(trial, stopped_by)
         tags.update(self._upload_best_checkpoint(trial, run_id))
         self._log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status="KILLED" if stopped_by else "FINISHED")
@@ -335,7 +376,8 @@ class MLflowLifecycle(tune.Callback):
             elif trial is not None and trial.status == Trial.ERROR:
                 status = "FAILED"
             else:  # pending/paused/running at an interrupt, or a run of a trial Tune no longer knows
-                self._log_batch(run.info.run_id, tags={TAG_STOPPED_BY: STOPPED_BY_INTERRUPT})
+                self._log_batch(run.info.run_id, tags={TAG_STOPPED_BY: STOPPED_BY_INTERRUPT,
+                                                       TAG_RUN_NOTE: self._stop_note(trial, STOPPED_BY_INTERRUPT)})
                 status = "KILLED"
             self.client.set_terminated(run.info.run_id, status=status)
         finished = all(t.status in _FINAL_TRIAL_STATES for t in trials)
@@ -350,12 +392,24 @@ class MLflowLifecycle(tune.Callback):
         keys = self.client.get_run(run_id).data.metrics
         return max((m.step for key in keys for m in self.client.get_metric_history(run_id, key)), default=0)
 
+    def _stop_note(self, trial: Trial | None, stopped_by: str) -> str:
+        """The run's Description: why MLflow shows it KILLED (an early stop, not a crash)."""
+        if stopped_by == STOPPED_BY_INTERRUPT or trial is None:
+            return ("KILLED because the sweep ended (crash, Ctrl-C) before this trial finished; resuming the sweep "
+                    "continues it. Not an error of the trial.")
+        reached = (trial.last_result or {}).get(self.time_attr, "?")
+        budget = self._trial_budget(trial)
+        at = f"at {self.time_attr} {reached}" + (f" of {budget:g}" if budget is not None else "")
+        if stopped_by == STOPPED_BY_STOPPER:
+            return (f"Stopped {at} by the sweep's stop criterion. KILLED is MLflow's word for an early stop, "
+                    "not a crash.")
+        return (f"Stopped early by the ASHA scheduler {at}: its {self.metric} was below the rung's cut-off. KILLED "
+                "is MLflow's word for an early stop, not a crash; its checkpoint and metrics are kept.")
+
     def _trial_budget(self, trial: Trial) -> float | None:
         if self.budget is None or isinstance(self.budget, (int, float)):
             return self.budget
-        value: Any = trial.config
-        for part in [self.budget] if self.budget in trial.config else self.budget.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
+        value = config_value(trial.config, self.budget)
         if not isinstance(value, (int, float)):
             raise ConfigError(f"trial {trial}: budget key {self.budget!r} is not a number in its config "
                               f"(got {value!r})")

@@ -1,5 +1,6 @@
 """The main job end to end on a real local Ray: the smoke representation sweep, its MLflow record, the
-one-shot test, results/ consistent with MLflow, an idempotent re-run, and a finetune sweep from its winner."""
+one-shot test, results/ consistent with MLflow, the registered model (loads and predicts as `scolio predict`),
+data lineage, an idempotent re-run, and a finetune sweep from its winner."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -114,6 +116,73 @@ def test_results_agree_with_mlflow(sweep):
     assert test["macro_f1"] == pytest.approx(parent["metrics.test/macro_f1"])
 
 
+def test_the_tested_model_is_registered_and_predicts_like_scolio_predict(sweep, capsys):
+    from scolio_core.cli.main import main as scolio
+    from scolio_core.data.release import index_release, load_pose, load_silhouette
+    from scolio_core.training.checkpoint import read_checkpoint
+
+    workdir, done = sweep
+    _, parent = runs_of(workdir, "e2e")  # also points mlflow's tracking URI at the sweep's store
+    assert parent["tags.scolio.model_uri"] == "models:/scoliotune-e2e@champion"
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("scoliotune-e2e", "champion")
+    assert str(version.version) == "1" and version.run_id == parent["run_id"]
+    assert float(version.tags["scolio.test.macro_f1"]) == pytest.approx(parent["metrics.test/macro_f1"], abs=1e-6)
+    assert version.tags["scolio.audit.clean"] == "true" and version.tags["scolio.audit.verdict"].startswith("CLEAN")
+    assert version.tags["scolio.trainval_fingerprint"] == parent["tags.scolio.trainval_fingerprint"]
+    assert version.tags["scolio.test_set"] == parent["tags.scolio.test_set"]
+    assert version.tags["scolio.profile"] == "smoke" and version.tags["scolio.study"] == "e2e"
+    assert "model: models:/scoliotune-e2e@champion" in done.stdout
+    # Models-from-code: the logged model holds code and the checkpoint, no pickle to run on load.
+    local = Path(mlflow.artifacts.download_artifacts(parent["tags.scolio.model_uri"]))
+    assert not [p for p in local.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
+
+    # The tested checkpoint's modality decides which files; scolio predict and the MLflow model must agree.
+    winner = workdir / "ray_results" / "e2e" / "winner_checkpoint"
+    config = read_checkpoint(winner).config.replace(**{"data.root": parent["tags.scolio.data_root"]})
+    modality = config.input.modality
+    index = index_release(config.data.modality_root(modality))
+    files = [str(index[seq_id].path) for seq_id in sorted(index)[:6]]
+    assert scolio(["predict", "--checkpoint", str(winner), *files, "--json", "--device", "cpu"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    model = mlflow.pyfunc.load_model(parent["tags.scolio.model_uri"])
+    load = load_pose if modality == "skeleton" else load_silhouette
+    predicted = model.predict([load(f) for f in files])
+    assert predicted["class"].tolist() == [expected[f]["class"] for f in files]
+    for row, f in zip(predicted.itertuples(index=False), files):
+        assert [row.negative, row.neutral, row.positive] == pytest.approx(
+            [expected[f]["probabilities"][c] for c in ("negative", "neutral", "positive")], abs=1e-4)
+    # The other modality's arrays are refused in one line that names the model's contract.
+    wrong = np.zeros((5, 64, 64), np.uint8) if modality == "skeleton" else np.zeros((5, 17, 3), np.float32)
+    with pytest.raises(Exception, match=f"contract says {modality}") as refused:
+        model.predict([wrong])
+    assert "\n" not in str(refused.value)
+
+
+def test_runs_list_their_data_and_read_at_a_glance(sweep):
+    workdir, _ = sweep
+    children, parent = runs_of(workdir, "e2e")
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    digest = parent["tags.scolio.trainval_fingerprint"][:36]  # MLflow caps a dataset digest at 36 characters
+    for _, child in children.iterrows():
+        inputs = client.get_run(child["run_id"]).inputs.dataset_inputs
+        contexts = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in inputs}
+        assert sorted(contexts) == ["training", "validation"], child["run_id"]  # never test
+        assert {d.digest for d in contexts.values()} == {digest}
+        assert contexts["training"].name.endswith("/train") and contexts["validation"].name.endswith("/val")
+        # Named by what it tried, not train_baseline_<id> (the Ray trial id stays a tag).
+        assert child["tags.mlflow.runName"].startswith(child["params.input.representation"])
+        if child["status"] == "KILLED":
+            assert "not a crash" in child["tags.mlflow.note.content"]
+    # Only the parent of the study's look lists the test set, keyed by the lockbox's test-set key.
+    tested = client.get_run(parent["run_id"]).inputs.dataset_inputs
+    assert [(i.dataset.name.rsplit("/", 1)[1], i.dataset.digest) for i in tested] == [
+        ("test", parent["tags.scolio.test_set"][:36])]
+    # The parent's row shows the selected val number as a metric beside test/*.
+    assert parent["metrics.val/macro_f1"] == pytest.approx(float(parent["tags.scolio.selected_val_macro_f1"]),
+                                                           abs=1e-6)
+
+
 def test_rerun_reuses_the_sweep_and_does_not_look_at_test_again(sweep):
     workdir, _ = sweep
     before, _ = runs_of(workdir, "e2e")
@@ -123,6 +192,9 @@ def test_rerun_reuses_the_sweep_and_does_not_look_at_test_again(sweep):
     after, parent = runs_of(workdir, "e2e")
     assert sorted(after["run_id"]) == sorted(before["run_id"])
     assert parent["tags.scolio.lockbox.evaluations"] == "1"
+    # The same look's model is not registered twice.
+    versions = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").search_model_versions("name = 'scoliotune-e2e'")
+    assert [str(v.version) for v in versions] == ["1"]
 
 
 def test_finetune_sweep_from_the_winner(sweep):

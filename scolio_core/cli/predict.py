@@ -21,15 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from scolio_core.evaluation.predict import load_files, predict_loaded
+    from scolio_core.evaluation.predict import class_probabilities, load_files, predict_loaded
     from scolio_core.training.checkpoint import read_checkpoint
 
     checkpoint = read_checkpoint(args.checkpoint)
     config = checkpoint.config.replace(**{"train.device": args.device})
     predictions = predict_loaded(checkpoint, config, *load_files(config, args.files))
-    probs = torch.softmax(torch.from_numpy(predictions.logits) * config.loss.scale, dim=1).numpy()
+    probs = class_probabilities(predictions, config)
     out = {path: {"class": CLASS_NAMES[int(k)],
                   "logits": dict(zip(CLASS_NAMES, map(float, logit))),
                   "probabilities": dict(zip(CLASS_NAMES, map(float, prob)))}

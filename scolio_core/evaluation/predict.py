@@ -42,12 +42,27 @@ def predict_loaded(checkpoint: Checkpoint, config: ExperimentConfig, sequences: 
 def load_files(config: ExperimentConfig, paths: list[str]) -> tuple[SequenceSet, np.ndarray | None]:
     """Unlabelled pose or silhouette pkl files (the checkpoint's modality) as a SequenceSet with raw PAVs;
     ids are the paths. Every file is read and checked before any inference runs."""
-    skeleton = config.input.modality == "skeleton"
-    arrays = [impute_missing(load_pose(path), k=config.input.impute_neighbors) if skeleton else load_silhouette(path)
-              for path in paths]
+    loader = load_pose if config.input.modality == "skeleton" else load_silhouette
+    return sequences_from_arrays(config, [loader(path) for path in paths], list(paths))
+
+
+def sequences_from_arrays(config: ExperimentConfig, arrays: list[np.ndarray],
+                          ids: list[str]) -> tuple[SequenceSet, np.ndarray | None]:
+    """Checked, unlabelled pose (float32) or silhouette (uint8) arrays of the checkpoint's modality as a
+    SequenceSet with raw PAVs: the preprocessing every input gets before inference (missing joints imputed
+    for poses, PAVs computed for a model that takes them). Shared by `scolio predict` and the MLflow model."""
+    if config.input.modality == "skeleton":
+        arrays = [impute_missing(a, k=config.input.impute_neighbors) for a in arrays]
     lengths = np.asarray([len(a) for a in arrays])
-    sequences = SequenceSet(ids=list(paths),
+    sequences = SequenceSet(ids=list(ids),
                             labels=np.zeros(len(arrays), dtype=np.int64), frames=np.concatenate(arrays),
                             offsets=np.concatenate([[0], np.cumsum(lengths)]))
     raw_pav = np.stack([compute_pav(a) for a in arrays]) if config.model.needs_pav else None
     return sequences, raw_pav
+
+
+def class_probabilities(predictions: Predictions, config: ExperimentConfig) -> np.ndarray:
+    """(n, 3) class probabilities: softmax of the cosine logits at the loss's scale (what training optimised)."""
+    import torch
+
+    return torch.softmax(torch.from_numpy(predictions.logits) * config.loss.scale, dim=1).numpy()

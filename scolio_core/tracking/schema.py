@@ -46,6 +46,7 @@ TAG_ERROR = "scolio.error"
 TAG_CHECKPOINT = "scolio.best_checkpoint"
 TAG_CHECKPOINT_SCORE = "scolio.best_checkpoint_score"
 ARTIFACT_CHECKPOINT = "checkpoint"  # artifact folder of a child run's best checkpoint
+TAG_RUN_NOTE = "mlflow.note.content"  # MLflow's own: the run's Description in the UI (why a trial was stopped)
 
 # ------------------------------------------------------------------------------------ parent run tags
 TAG_METRIC = "scolio.metric"
@@ -217,3 +218,51 @@ def test_set_filter(test_set_key: str) -> str:
 
 
 test_set_filter.__test__ = False  # not a pytest test
+
+# ---------------------------------------------------------------------- data lineage (tracking/lineage.py)
+# Runs list the data they saw as MLflow dataset inputs (`mlflow.data`): trials train and val, and only the
+# parent run of the study's look the test set. The digest is the fingerprint, cut to MLflow's 36-character
+# digest limit (MAX_DATASET_DIGEST_SIZE); the whole fingerprint is the input tag INPUT_TAG_FINGERPRINT.
+DATASET_CONTEXT_TRAIN = "training"
+DATASET_CONTEXT_VAL = "validation"
+DATASET_CONTEXT_TEST = "test"
+DATASET_DIGEST_LENGTH = 36
+INPUT_TAG_FINGERPRINT = "scolio.fingerprint"
+INPUT_TAG_SEQUENCES = "scolio.sequences"  # how many sequences the set holds
+
+
+def dataset_name(partition: str, part: str) -> str:
+    """The MLflow dataset name of one part (train, val, test) of a partition: `Scoliosis1K_118/train`."""
+    return f"{partition or 'partition'}/{part}"
+
+
+def dataset_digest(fingerprint: str) -> str:
+    """A fingerprint as an MLflow dataset digest (MLflow stores at most 36 characters)."""
+    return fingerprint[:DATASET_DIGEST_LENGTH]
+
+
+# ------------------------------------------------------------------ registered model (tracking/registry.py)
+# A study's tested model, logged from code (tracking/pyfunc_model.py) and registered as one version of
+# `registered_model_name(experiment, study)`; MODEL_ALIAS moves to the version of the study's latest look.
+MODEL_ALIAS = "champion"
+MODEL_ARTIFACT_NAME = "model"  # the logged model's name
+MODEL_CHECKPOINT_ARTIFACT = "checkpoint"  # the pyfunc's artifact key: the checkpoint directory
+TAG_MODEL_URI = "scolio.model_uri"  # on the parent run(s) of the study's look: models:/<name>@<alias>
+# Model version tags (besides TAG_STUDY, TAG_SWEEP, TAG_PROFILE, TAG_SPLIT_FINGERPRINT,
+# TAG_TRAINVAL_FINGERPRINT, TAG_PARTITION, TAG_TEST_SET, TAG_LOOK, TAG_TEST_REOPENED from above).
+TAG_TEST_MACRO_F1 = "scolio.test.macro_f1"
+TAG_TEST_ACCURACY = "scolio.test.accuracy"
+TAG_AUDIT_CLEAN = "scolio.audit.clean"  # "true" | "false"
+TAG_AUDIT_VERDICT = "scolio.audit.verdict"  # one line: CLEAN, or the problems `scolio audit` found
+TAG_CHECKPOINT_HASH = "scolio.checkpoint_hash"  # sha256 of the checkpoint's hashes.json (as the lockbox records)
+TAG_SOURCE_PARENT_RUN = "scolio.parent_run_id"  # the parent run whose model this version is
+
+
+def registered_model_name(experiment: str, study: str) -> str:
+    """One registered model per study (`scoliotune-repr-sweep`): its versions are the study's looks, so the
+    alias always names the model that study tested last. MLflow refuses '/' and ':' in model names."""
+    return f"{experiment}-{study}".replace("/", "-").replace(":", "-")
+
+
+def model_uri(name: str, alias: str = MODEL_ALIAS) -> str:
+    return f"models:/{name}@{alias}"
