@@ -51,12 +51,34 @@ class SweepOutcome:
 
 
 def select_winner(context: SweepContext, results):
-    """Best trial and its best checkpoint, by the sweep's *validation* metric over all reports."""
+    """Best trial and its best checkpoint, by the sweep's *validation* metric over all reports.
+
+    Ties are broken by trial id (trials) and by the earliest evaluation (checkpoints), so a re-run of the
+    same sweep (a restored ResultGrid may list trials in another order) selects the same checkpoint.
+    """
+    import math
+
     metric, mode = context.profile.metric, context.profile.mode
-    best = results.get_best_result(metric=metric, mode=mode, scope="all", filter_nan_and_inf=True)
-    checkpoint = best.get_best_checkpoint(metric=metric, mode=mode)
-    if checkpoint is None:
+    sign = 1.0 if mode == "max" else -1.0
+    scored = []
+    for result in results:
+        history = result.metrics_dataframe
+        if result.error is not None and (history is None or history.empty):
+            continue
+        if history is None or metric not in history:
+            continue
+        values = [float(v) for v in history[metric] if isinstance(v, (int, float)) and math.isfinite(v)]
+        if values:
+            scored.append((-sign * max(sign * v for v in values), str(result.metrics.get("trial_id", result.path)),
+                           result))
+    if not scored:
+        raise LockboxError(f"sweep {context.name}: no trial reported a finite {metric}")
+    best = min(scored, key=lambda item: item[:2])[2]
+    candidates = [(cp, m) for cp, m in best.best_checkpoints
+                  if isinstance(m.get(metric), (int, float)) and math.isfinite(m[metric])]
+    if not candidates:
         raise LockboxError(f"sweep {context.name}: the best trial has no checkpoint to test")
+    checkpoint = min(candidates, key=lambda item: (-sign * item[1][metric], item[1].get("training_iteration", 0)))[0]
     history = best.metrics_dataframe
     row = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
     val = {k: float(row[k]) for k in history.columns if k.startswith("val/") and isinstance(row[k], (int, float))}

@@ -77,9 +77,9 @@ def test_decide_rules():
     done = {"look": 1, "study": "s", "state": "completed", "checkpoint_hash": "aaa", "time": "t"}
     rules = dict(standalone=False, reopen=False, reopen_flag="--reopen-test")
     assert decide([done], study="s", checkpoint_hash_="aaa", **rules).action == "reuse"
-    # The same study with another checkpoint (e.g. its finetune stage after the baseline looked): refused.
-    with pytest.raises(LockboxError, match="with checkpoint aaa"):
-        decide([done], study="s", checkpoint_hash_="bbb", **rules)
+    # A re-run of the study reuses its one look even if it would now select another checkpoint; only an
+    # explicit reopen looks again.
+    assert decide([done], study="s", checkpoint_hash_="bbb", **rules).recorded == done
     assert decide([done], study="s", checkpoint_hash_="bbb", **{**rules, "reopen": True}).reopened
     with pytest.raises(LockboxError, match="never completed"):
         decide([{**done, "state": "opened"}], study="s", checkpoint_hash_="aaa", **rules)
@@ -172,3 +172,31 @@ def test_the_mlflow_ledger_is_shared_and_mirrored_on_the_parent_run(trained, tmp
     # Deleting the look's experiment does not undo the look.
     client.delete_experiment(look["ledger_experiment_id"])
     assert len(MlflowLedger(uri).looks(first.test_set.key)) == 1
+
+
+def _finish_like_a_driver(args):
+    """One sweep driver's test step: the lockbox call `sweeps.finish.open_test` makes, in its own process."""
+    checkpoint, config, split, uri = args
+    try:
+        result = evaluate_test_once(checkpoint, config, split, MlflowLedger(uri), study="raced-sweep",
+                                    entry_point="sweeps/representation.py", bootstrap_resamples=20,
+                                    reopen_flag="--reopen-test")
+    except LockboxError as exc:
+        return "refused", str(exc)
+    return ("reused" if result.reused else "evaluated"), result.look
+
+
+def test_two_drivers_finishing_one_sweep_at_once_make_one_look(trained, tmp_path):
+    checkpoint, config, split = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # the store's schema, before the race
+    # spawn, not fork: the children run torch, and a fork of a process whose OpenMP pool has run can hang
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        outcomes = pool.map(_finish_like_a_driver, [(checkpoint, config, split, uri)] * 2)
+    kinds = sorted(kind for kind, _ in outcomes)
+    # Exactly one evaluates; the other either saw the look in progress (refused: another process is evaluating)
+    # or arrived after it completed (reuses the recorded result, as a restored sweep does).
+    assert kinds in (["evaluated", "refused"], ["evaluated", "reused"]), outcomes
+    key = resolve_test_set(config, split.test).key
+    (look,) = MlflowLedger(uri).looks(key)
+    assert look["study"] == "raced-sweep" and look["state"] == "completed"

@@ -12,8 +12,8 @@ for the same test set exactly one evaluates. Records are only ever added, never 
 
 Who may look (`decide`):
 - a study (a sweep and its finetune stage, named by the sweep) looks once; re-running it reuses its
-  completed look of the same checkpoint; a look it opened and never completed, or a second checkpoint,
-  is refused unless `reopen` — then the look is labelled REOPENED everywhere;
+  completed look; a look it opened and never completed is refused unless `reopen` — then the look is
+  labelled REOPENED everywhere (the finetune stage of a study that already looked does not ask);
 - a standalone evaluation (`scolio eval`) is refused when the test set has any earlier look, unless
   `reopen`;
 - a new study may look at a test set other studies already saw: the look is recorded with `seen_before`
@@ -200,14 +200,14 @@ def decide(looks: list[dict], *, study: str, checkpoint_hash_: str, standalone: 
             f"refused. Pass {reopen_flag} to evaluate again: the result will be labelled REOPENED everywhere.")
     if own and not reopen:
         last = own[-1]
-        if last.get("state") == COMPLETED and last.get("checkpoint_hash") == checkpoint_hash_ and not standalone:
+        if last.get("state") == COMPLETED and not standalone:
+            # A re-run of the study (e.g. a restored sweep): its one look is done; reuse it, whatever it
+            # selects now. A stage that would test another model must ask for --reopen-test.
             return Decision("reuse", reopened=bool(last.get("reopened")), recorded=last)
-        reason = ("it was opened and never completed (a crash, or another process evaluating now): its "
-                  "results may have been seen" if last.get("state") != COMPLETED else
-                  f"with checkpoint {str(last.get('checkpoint_hash'))[:12]}")
         raise LockboxError(f"study {study!r} already looked at this test set (look {last.get('look')} at "
-                           f"{last.get('time')}; {reason}); a second look is refused. Pass {reopen_flag} to look "
-                           "again: the result will be labelled REOPENED everywhere.")
+                           f"{last.get('time')}; it was opened and never completed (a crash, or another process "
+                           f"evaluating now): its results may have been seen); a second look is refused. Pass "
+                           f"{reopen_flag} to look again: the result will be labelled REOPENED everywhere.")
     return Decision("look", reopened=bool(own) or (standalone and bool(looks)), seen_before=len(others))
 
 
