@@ -41,3 +41,17 @@ def stop_marked(variable: str, value: str, graceful_seconds: float = 0.0, timeou
                     pass
             time.sleep(0.2)
     return marked_pids(variable, value)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all sockets held open while choosing, so none is handed out twice)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -23,8 +23,11 @@ import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
+from _pickle_ops import NUMPY_CORE, PROTO2
+from _pickle_ops import global_ as _global
+from _pickle_ops import int_ as _int
+from _pickle_ops import text as _text
 
 ROOT = Path(__file__).resolve().parents[1]
 POSE = "Scoliosis1K-pose-pkl"
@@ -33,7 +36,6 @@ MAX_PEAK_BYTES = 1 << 30
 MAX_OVER_CLEAN_BYTES = 100 << 20
 MAX_CHECK_SECONDS = 10.0
 KILL_AFTER_SECONDS = 60  # a hung check (the /dev/zero regression) is killed, and its case then fails
-NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
 
 # The checker process: an address-space limit as a safety net (a regression raises MemoryError instead of
 # eating the machine), the imports once (scikit-learn alone takes seconds), then per case a fork that runs
@@ -71,29 +73,16 @@ print(json.dumps(results))
 
 
 # ----------------------------------------------------------------------------- pickles built from opcodes
-def _global(module: str, name: str) -> bytes:
-    return pickle.GLOBAL + f"{module}\n{name}\n".encode()
 
 
-def _int(value: int) -> bytes:
-    if 0 <= value < 256:
-        return pickle.BININT1 + bytes([value])
-    if -(1 << 31) <= value < 1 << 31:
-        return pickle.BININT + struct.pack("<i", value)
-    encoded = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-    return pickle.LONG1 + bytes([len(encoded)]) + encoded
 
 
-def _text(value: str) -> bytes:
-    encoded = value.encode("utf-8")
-    return pickle.BINUNICODE + struct.pack("<I", len(encoded)) + encoded
 
 
 def _memo(op: bytes, index: int) -> bytes:
     return op + bytes([index])
 
 
-PROTO2 = pickle.PROTO + b"\x02"
 
 
 def bytearray_claim(size: int) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from _processes import stop_marked
+from _processes import free_ports, stop_marked
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "SCOLIO_JOB_SUBMIT_TEST"
@@ -41,16 +40,6 @@ pytestmark = [
 ]
 
 
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (all sockets held open while choosing, so none is handed out twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _ray(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -70,7 +59,7 @@ def _wait_for_job_server(address: str, env: dict) -> None:
 def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
     marker = uuid.uuid4().hex
     temp_dir = tempfile.mkdtemp(prefix="sjs")  # short: Ray's socket paths are length-limited
-    port, dash, *others = _free_ports(7)
+    port, dash, *others = free_ports(7)
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}

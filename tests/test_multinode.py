@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _processes import stop_marked
+from _processes import free_ports, stop_marked
 from conftest import access_log_reads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,15 +53,6 @@ pytestmark = [
 ]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _alive(pid: int) -> bool:
@@ -120,7 +110,7 @@ class SimCluster:
     def start(self) -> None:
         from ray.cluster_utils import Cluster
 
-        dashboard, agent = _free_ports(2)  # Ray's fixed defaults (8265, 52365) may be held by another Ray here
+        dashboard, agent = free_ports(2)  # Ray's fixed defaults (8265, 52365) may be held by another Ray here
         with self.env():
             self.cluster = Cluster(initialize_head=True, head_node_args={
                 "num_cpus": 0, "temp_dir": self.temp_dir, "include_dashboard": True, "dashboard_port": dashboard,

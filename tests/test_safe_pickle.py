@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _pickle_ops import NUMPY_CORE, PROTO2
+from _pickle_ops import global_ as _global
+from _pickle_ops import int_ as _int
+from _pickle_ops import text as _text
 
 from scolio_core.data.safe_pickle import DEFAULT_LIMITS, PickleLimits, safe_load, safe_loads
 from scolio_core.errors import DataError, UnsafePickleError
@@ -99,26 +103,12 @@ def test_truncated_and_garbage_pickles_raise_data_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ resource abuse
-NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
-PROTO2 = pickle.PROTO + b"\x02"
 
 
-def _global(module: str, name: str) -> bytes:
-    return pickle.GLOBAL + f"{module}\n{name}\n".encode()
 
 
-def _int(value: int) -> bytes:
-    if 0 <= value < 256:
-        return pickle.BININT1 + bytes([value])
-    if -(1 << 31) <= value < 1 << 31:
-        return pickle.BININT + struct.pack("<i", value)
-    encoded = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-    return pickle.LONG1 + bytes([len(encoded)]) + encoded
 
 
-def _text(value: str) -> bytes:
-    encoded = value.encode("utf-8")
-    return pickle.BINUNICODE + struct.pack("<I", len(encoded)) + encoded
 
 
 def _dtype(code: str, flags: int = 0) -> bytes:
