@@ -12,10 +12,11 @@ results folder, the results can be regenerated on any machine that can reach the
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
+import io
 import json
 import math
-import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,6 @@ if TYPE_CHECKING:  # mlflow is imported when a store is opened, so `scolio audit
     from mlflow.tracking import MlflowClient
 
 INT_COLUMNS = ("rank", "best_step", "iterations", "evaluations")
-_PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _TIE = 1e-9  # scores closer than this count as equal when checking the selection
 
 
@@ -318,19 +318,12 @@ def _download_json(tracking_uri: str, run_id: str, artifact: str) -> dict | None
     folder = artifact.rpartition("/")[0]
     if artifact not in {f.path for f in client.list_artifacts(run_id, folder or None)}:
         return None
-    # A progress bar per small JSON file would bury the audit's output.
-    previous = os.environ.get(_PROGRESS_BAR_ENV)
-    os.environ[_PROGRESS_BAR_ENV] = "false"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp,
-                                                        tracking_uri=tracking_uri)
-            text = Path(local).read_text()
-    finally:
-        if previous is None:
-            os.environ.pop(_PROGRESS_BAR_ENV, None)
-        else:
-            os.environ[_PROGRESS_BAR_ENV] = previous
+    # MLflow draws a progress bar on stderr for every download, even of one small JSON file; it would bury the
+    # audit's output. Its only switch is an environment variable, so the bar is swallowed here instead.
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp,
+                                                    tracking_uri=tracking_uri)
+        text = Path(local).read_text()
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
