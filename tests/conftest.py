@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -63,3 +64,20 @@ def access_log_reads(path: Path, start: int = 0) -> list[tuple[int, str]]:
     """(pid, sequence id) of every pkl read logged to a SCOLIO_ACCESS_LOG file, from line `start` on."""
     lines = path.read_text().splitlines()[start:] if path.exists() else []
     return [(int(pid), seq_id) for pid, seq_id, _ in (line.split("\t") for line in lines)]
+
+def tune_result_rows(paths: list[Path]) -> dict[str, list[dict]]:
+    """Every result Tune recorded in these result.json files, per trial id, in order (a line still being
+    written, or a file that vanished, is skipped)."""
+    found: dict[str, list[dict]] = {}
+    for path in sorted(paths):
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line still being written
+            found.setdefault(row["trial_id"], []).append(row)
+    return found

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _processes import free_ports, stop_marked
-from conftest import access_log_reads
+from conftest import access_log_reads, tune_result_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_SCRIPT = ROOT / "sweeps" / "representation.py"
@@ -63,21 +63,6 @@ def _alive(pid: int) -> bool:
     return not state.startswith("Z")
 
 
-def _read_rows(paths: list[Path]) -> dict[str, list[dict]]:
-    """Every result row in these result.json files, per trial id, in order."""
-    found: dict[str, list[dict]] = {}
-    for path in sorted(paths):
-        try:
-            lines = path.read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line still being written
-            found.setdefault(row["trial_id"], []).append(row)
-    return found
 
 
 class SimCluster:
@@ -164,7 +149,7 @@ class SimCluster:
 
     def staged_rows(self, name: str) -> dict[str, list[dict]]:
         """Result rows as the driver writes them (its staging folder; storage gets a periodic copy)."""
-        return _read_rows(list(Path(self.temp_dir).glob(
+        return tune_result_rows(list(Path(self.temp_dir).glob(
             f"session_*/artifacts/*/{name}/driver_artifacts/*/result.json")))
 
     def shutdown(self) -> list[int]:
@@ -251,7 +236,7 @@ class Sweep:
         return sorted((self.storage / self.name).glob("train_baseline_*"))
 
     def rows(self) -> dict[str, list[dict]]:
-        return _read_rows([d / "result.json" for d in self.trial_dirs()])
+        return tune_result_rows([d / "result.json" for d in self.trial_dirs()])
 
     def mlflow_record(self) -> tuple[object, dict[str, object]]:
         """The parent run (FINISHED) and the child run of every trial (none RUNNING), every step logged once."""

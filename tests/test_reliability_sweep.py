@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pytest
 from _processes import stop_marked
+from conftest import tune_result_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).resolve().parent / "_sweep_driver.py"
@@ -153,15 +154,7 @@ class Sweep:
 
     def results_by_trial(self) -> dict[str, list[dict]]:
         """Every result Tune recorded, per trial id, in order (from each trial's result.json)."""
-        found: dict[str, list[dict]] = {}
-        for path in sorted((self.storage / self.name).glob("*/result.json")):
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line still being written
-                found.setdefault(row["trial_id"], []).append(row)
-        return found
+        return tune_result_rows(list((self.storage / self.name).glob("*/result.json")))
 
     def persisted_trials(self) -> dict[str, dict]:
         """Each trial's status and last result in Tune's saved experiment state: what a restore starts from.
