@@ -56,8 +56,6 @@ def select_winner(context: SweepContext, results):
     Ties are broken by trial id (trials) and by the earliest evaluation (checkpoints), so a re-run of the
     same sweep (a restored ResultGrid may list trials in another order) selects the same checkpoint.
     """
-    import math
-
     metric, mode = context.profile.metric, context.profile.mode
     sign = 1.0 if mode == "max" else -1.0
     scored = []
