@@ -72,15 +72,25 @@ def select_winner(context: SweepContext, results):
     if not scored:
         raise LockboxError(f"sweep {context.name}: no trial reported a finite {metric}")
     best = min(scored, key=lambda item: item[:2])[2]
-    candidates = [(cp, m) for cp, m in best.best_checkpoints
+    checkpoint, val = best_checkpoint(best, metric, mode)
+    if checkpoint is None:
+        raise LockboxError(f"sweep {context.name}: the best trial has no checkpoint to test")
+    return best, checkpoint, val
+
+
+def best_checkpoint(result, metric: str, mode: str):
+    """A trial's best kept checkpoint by `metric` (the earliest evaluation on a tie) and its val metrics at
+    its best evaluation; (None, {}) when it kept no checkpoint with a finite score."""
+    sign = 1.0 if mode == "max" else -1.0
+    candidates = [(cp, m) for cp, m in result.best_checkpoints
                   if isinstance(m.get(metric), (int, float)) and math.isfinite(m[metric])]
     if not candidates:
-        raise LockboxError(f"sweep {context.name}: the best trial has no checkpoint to test")
+        return None, {}
     checkpoint = min(candidates, key=lambda item: (-sign * item[1][metric], item[1].get("training_iteration", 0)))[0]
-    history = best.metrics_dataframe
+    history = result.metrics_dataframe
     row = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
     val = {k: float(row[k]) for k in history.columns if k.startswith("val/") and isinstance(row[k], (int, float))}
-    return best, checkpoint, val
+    return checkpoint, val
 
 
 def select(context: SweepContext, results) -> Selection:

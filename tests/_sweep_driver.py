@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ray-temp-dir", required=True)
-    parser.add_argument("--script", choices=("representation", "finetune"), default="representation")
+    parser.add_argument("--script", choices=("representation", "finetune", "table"), default="representation")
     parser.add_argument("--num-cpus", type=int, default=2)
     args = parser.parse_args(argv[:split])
 

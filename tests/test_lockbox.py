@@ -76,17 +76,17 @@ def test_a_study_reuses_its_completed_look_and_refuses_a_second_checkpoint(train
 def test_decide_rules():
     done = {"look": 1, "study": "s", "state": "completed", "checkpoint_hash": "aaa", "time": "t"}
     rules = dict(standalone=False, reopen=False, reopen_flag="--reopen-test")
-    assert decide([done], study="s", checkpoint_hash_="aaa", **rules).action == "reuse"
+    assert decide([done], study="s", **rules).action == "reuse"
     # A re-run of the study reuses its one look even if it would now select another checkpoint; only an
     # explicit reopen looks again.
-    assert decide([done], study="s", checkpoint_hash_="bbb", **rules).recorded == done
-    assert decide([done], study="s", checkpoint_hash_="bbb", **{**rules, "reopen": True}).reopened
+    assert decide([done], study="s", **rules).recorded == done
+    assert decide([done], study="s", **{**rules, "reopen": True}).reopened
     with pytest.raises(LockboxError, match="never completed"):
-        decide([{**done, "state": "opened"}], study="s", checkpoint_hash_="aaa", **rules)
-    other = decide([done], study="t", checkpoint_hash_="ccc", **rules)
+        decide([{**done, "state": "opened"}], study="s", **rules)
+    other = decide([done], study="t", **rules)
     assert other.action == "look" and other.seen_before == 1 and not other.reopened
     with pytest.raises(LockboxError, match="already looked at 1 time"):
-        decide([done], study="eval:ccc", checkpoint_hash_="ccc", **{**rules, "standalone": True})
+        decide([done], study="eval:ccc", **{**rules, "standalone": True})
 
 
 def test_a_look_that_crashed_still_counts(trained, tmp_path, monkeypatch):
@@ -200,3 +200,25 @@ def test_two_drivers_finishing_one_sweep_at_once_make_one_look(trained, tmp_path
     key = resolve_test_set(config, split.test).key
     (look,) = MlflowLedger(uri).looks(key)
     assert look["study"] == "raced-sweep" and look["state"] == "completed"
+
+
+def test_several_models_declared_before_the_look_share_one_look_and_a_rerun_reuses_it(trained, tmp_path):
+    from scolio_core.evaluation.lockbox import evaluate_models_once
+
+    checkpoint, config, split = trained
+    ledger = FileLedger(tmp_path / "ledger.jsonl")
+    models = {"seed0": checkpoint, "seed1": checkpoint}
+    first = evaluate_models_once(models, config, split, ledger, study="table-p112", entry_point="sweeps/table.py")
+    assert first.look == 1 and not first.reused and set(first.confusion_matrices) == {"seed0", "seed1"}
+    assert sum(map(sum, first.confusion_matrices["seed0"])) == len(split.test)
+    looks = ledger.looks(first.test_set.key)
+    assert len(looks) == 1 and looks[0]["state"] == "completed" and looks[0]["study"] == "table-p112"
+    assert set(looks[0]["checkpoint_hashes"]) == {"seed0", "seed1"}
+    again = evaluate_models_once(models, config, split, ledger, study="table-p112", entry_point="sweeps/table.py")
+    assert again.reused and again.look == 1 and again.confusion_matrices == first.confusion_matrices
+    assert len(ledger.looks(first.test_set.key)) == 1
+    # The set has been seen: a standalone evaluation is refused; reopened, it agrees with the recorded matrix.
+    with pytest.raises(LockboxError, match="already looked at 1 time"):
+        evaluate_test_once(checkpoint, config, split, ledger)
+    single = evaluate_test_once(checkpoint, config, split, ledger, reopen=True, bootstrap_resamples=20)
+    assert single.reopened and single.confusion_matrix == first.confusion_matrices["seed1"]

@@ -282,7 +282,7 @@ def test_a_rerun_reuses_only_a_completed_latest_look():
         return {"look": number, "study": "s", "state": state, "checkpoint_hash": "aaa", "reopened": number > 1}
 
     def decision(*looks: dict):
-        return decide(list(looks), study="s", checkpoint_hash_="aaa", standalone=False, reopen=False,
+        return decide(list(looks), study="s", standalone=False, reopen=False,
                       reopen_flag="--reopen-test")
 
     assert decision().action == "look"

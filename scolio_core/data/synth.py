@@ -14,8 +14,10 @@ arm-swing asymmetry, camera roll) makes representation choices matter.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +138,45 @@ def parse_ratio(text: str) -> tuple[int, int, int]:
 def partition_filename(train_ratio: tuple[int, int, int]) -> str:
     """The release's name for a split: (1, 1, 8) -> Scoliosis1K_118.json, (1, 1, 16) -> Scoliosis1K_1116.json."""
     return f"Scoliosis1K_{''.join(str(r) for r in train_ratio)}.json"
+
+
+def write_partition(root: str | Path, train_ratio: tuple[int, int, int], seed: int = 0) -> Path:
+    """Another official-style partition of an existing stand-in: `Scoliosis1K_<ratio>.json` in `root`, with
+    as many TRAIN_SET ids as the synthesis's own partition, drawn per class at `train_ratio` (at least
+    MIN_TRAIN_PER_CLASS each, leaving MIN_TEST_PER_CLASS per class to TEST_SET), and every other id in TEST_SET —
+    the shape of the release's four files, which share the data and differ in the carve. The synthesis's own
+    ratio returns its file unchanged. Same stand-in, ratio and seed -> the same file; written atomically.
+    """
+    root = Path(root)
+    meta_path = root / "synth_meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{meta_path}: missing; write_partition needs a stand-in made by synthesize")
+    meta = json.loads(meta_path.read_text())
+    train_ratio = tuple(int(r) for r in train_ratio)  # type: ignore[assignment]
+    if len(train_ratio) != 3 or min(train_ratio) < 1:
+        raise ConfigError(f"train_ratio must be three positive integers (pos, neu, neg), got {train_ratio}")
+    path = root / partition_filename(train_ratio)
+    if list(train_ratio) == list(meta["train_ratio"]):
+        return path
+    by_class = {c: sorted(i for i, s in meta["sequences"].items() if s["class"] == c) for c in CLASS_NAMES}
+    n_train = sum(1 for s in meta["sequences"].values() if s["side"] == "train")
+    positive, neutral, negative = train_ratio
+    wanted = _raise_to_minimum(_allocate(n_train, np.array([negative, neutral, positive])), MIN_TRAIN_PER_CLASS)
+    rng = np.random.default_rng([seed, *train_ratio])
+    train: list[str] = []
+    for c, want in zip(CLASS_NAMES, wanted):
+        available = len(by_class[c]) - MIN_TEST_PER_CLASS
+        if available < MIN_TRAIN_PER_CLASS:
+            raise DataError(f"{root}: only {len(by_class[c])} {c} sequences; a partition needs "
+                            f"{MIN_TRAIN_PER_CLASS} train and {MIN_TEST_PER_CLASS} test ids per class")
+        # Fewer than the ratio asks for when the class is too small: the file says what it holds.
+        train += [by_class[c][j] for j in rng.permutation(len(by_class[c]))[: min(int(want), available)]]
+    chosen = set(train)
+    split = {"TRAIN_SET": sorted(chosen), "TEST_SET": sorted(set(meta["sequences"]) - chosen)}
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(split, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def _allocate(total: int, weights: np.ndarray) -> np.ndarray:

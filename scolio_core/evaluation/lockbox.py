@@ -33,7 +33,7 @@ import os
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -184,10 +184,10 @@ class Decision:
     reopened: bool = False
     seen_before: int = 0  # earlier looks at this test set by other studies or entry points
     recorded: dict | None = None  # the look to reuse
+    own_before: int = 0  # the study's own earlier looks at this test set
 
 
-def decide(looks: list[dict], *, study: str, checkpoint_hash_: str, standalone: bool, reopen: bool,
-           reopen_flag: str) -> Decision:
+def decide(looks: list[dict], *, study: str, standalone: bool, reopen: bool, reopen_flag: str) -> Decision:
     """Whether `study` may look at a test set with these earlier `looks` (see the module docstring)."""
     own = [look for look in looks if look.get("study") == study]
     others = [look for look in looks if look.get("study") != study]
@@ -203,12 +203,13 @@ def decide(looks: list[dict], *, study: str, checkpoint_hash_: str, standalone: 
         if last.get("state") == COMPLETED and not standalone:
             # A re-run of the study (e.g. a restored sweep): its one look is done; reuse it, whatever it
             # selects now. A stage that would test another model must ask for --reopen-test.
-            return Decision("reuse", reopened=bool(last.get("reopened")), recorded=last)
+            return Decision("reuse", reopened=bool(last.get("reopened")), recorded=last, own_before=len(own))
         raise LockboxError(f"study {study!r} already looked at this test set (look {last.get('look')} at "
                            f"{last.get('time')}; it was opened and never completed (a crash, or another process "
                            f"evaluating now): its results may have been seen); a second look is refused. Pass "
                            f"{reopen_flag} to look again: the result will be labelled REOPENED everywhere.")
-    return Decision("look", reopened=bool(own) or (standalone and bool(looks)), seen_before=len(others))
+    return Decision("look", reopened=bool(own) or (standalone and bool(looks)), seen_before=len(others),
+                    own_before=len(own))
 
 
 @dataclass
@@ -251,33 +252,17 @@ def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: 
     overrides = check_contract(checkpoint, config, ids, split_name, trainval=trainval, override=override_contract)
     test_set = resolve_test_set(config, ids)
     validate_release(config.data.modality_root(config.input.modality), list(ids), config.input.modality)
-    while True:
-        looks = ledger.looks(test_set.key)
-        decision = decide(looks, study=study, checkpoint_hash_=digest, standalone=standalone, reopen=reopen,
-                          reopen_flag=reopen_flag)
-        own_before = sum(1 for look in looks if look.get("study") == study)
-        if decision.action == "reuse":
-            recorded = decision.recorded
-            return LockboxResult(metrics=recorded.get("metrics", {}), reopened=decision.reopened,
-                                 attempt=own_before, look=int(recorded["look"]), test_set=test_set, reused=True,
-                                 seen_before=int(recorded.get("seen_before", 0)),
-                                 contract_overrides=list(recorded.get("contract_overrides", [])),
-                                 confusion_matrix=recorded.get("confusion_matrix", []))
-        number = max([int(look["look"]) for look in looks if "look" in look], default=0) + 1
-        entry = {
-            "look": number, "study": study, "entry_point": entry_point, "claim": uuid.uuid4().hex,
-            "attempt": own_before + 1, "reopened": decision.reopened, "seen_before": decision.seen_before,
-            "split_name": split_name, "n_test": len(ids), "class_counts": test_set.class_counts,
-            "modality": test_set.modality, "checkpoint": str(checkpoint.directory), "checkpoint_hash": digest,
-            "input": config.input.__dict__, "model": config.model.__dict__,
-            "split_fingerprint": split.fingerprint, "trainval_fingerprint": trainval.fingerprint,
-            "partition": split.partition, "contract_overrides": overrides, "code_version": __version__,
-            "git_commit": git_commit(), "time": _now(),
-        }
-        if ledger.claim(test_set.key, number, entry):
-            break
-        # Another process took this look number first: read again and decide again (it may be our own
-        # study's look now, to reuse or to refuse).
+    record = {"checkpoint": str(checkpoint.directory), "checkpoint_hash": digest, "contract_overrides": overrides}
+    decision, entry = _claim_look(ledger, test_set, config, split, study=study, entry_point=entry_point,
+                                  standalone=standalone, reopen=reopen, reopen_flag=reopen_flag,
+                                  split_name=split_name, record=record)
+    if entry is None:
+        recorded = decision.recorded
+        return LockboxResult(metrics=recorded.get("metrics", {}), reopened=decision.reopened,
+                             attempt=decision.own_before, look=int(recorded["look"]), test_set=test_set, reused=True,
+                             seen_before=int(recorded.get("seen_before", 0)),
+                             contract_overrides=list(recorded.get("contract_overrides", [])),
+                             confusion_matrix=recorded.get("confusion_matrix", []))
     if mirror is not None:
         mirror.append({**entry, "test_set": test_set.key, "state": OPENED})
 
@@ -289,13 +274,97 @@ def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: 
     metrics["test/reopened"] = float(decision.reopened)
     completed = {"claim": entry["claim"], "study": study, "metrics": metrics,
                  "confusion_matrix": point["confusion_matrix"], "time_completed": _now()}
-    ledger.complete(test_set.key, number, completed)
+    ledger.complete(test_set.key, entry["look"], completed)
     if mirror is not None:
         mirror.append({**entry, **completed, "test_set": test_set.key, "state": COMPLETED})
-    return LockboxResult(metrics=metrics, reopened=decision.reopened, attempt=entry["attempt"], look=number,
+    return LockboxResult(metrics=metrics, reopened=decision.reopened, attempt=entry["attempt"], look=entry["look"],
                          test_set=test_set, seen_before=decision.seen_before, contract_overrides=overrides,
                          confusion_matrix=point["confusion_matrix"],
                          predictions={i: int(p) for i, p in zip(predictions.ids, np.asarray(predictions.predicted))})
+
+
+@dataclass
+class ModelsLookResult:
+    """One look that tested several models declared before it opened (e.g. the seeds of a fixed recipe)."""
+
+    confusion_matrices: dict[str, list[list[int]]]  # per model label, rows = truth (CLASS_NAMES order)
+    reopened: bool
+    look: int
+    test_set: TestSet
+    reused: bool = False
+    seen_before: int = 0
+
+
+def evaluate_models_once(checkpoints: Mapping[str, Checkpoint], config: ExperimentConfig, split: Split,
+                         ledger: Ledger, *, study: str, entry_point: str, reopen: bool = False,
+                         reopen_flag: str = "--reopen-test", mirror: LookLog | None = None) -> ModelsLookResult:
+    """Test every model in `checkpoints` (label -> checkpoint) on `split.test` as ONE look of `study`.
+
+    The set of models is fixed before the look opens and every one is reported, so nothing is chosen by
+    test (the seeds of a fixed recipe, for a mean and CI over seeds). Each contract is checked first. The
+    ledger keeps each model's confusion matrix (every metric follows from it, and it stays small enough for
+    MLflow's tag limits however many seeds); a re-run of the study reuses them.
+    """
+    if not checkpoints:
+        raise LockboxError(f"study {study!r}: no models to test")
+    ids = tuple(split.test)
+    trainval = split.trainval()
+    hashes = {label: checkpoint_hash(cp.directory) for label, cp in checkpoints.items()}
+    for checkpoint in checkpoints.values():
+        check_contract(checkpoint, config, ids, "test", trainval=trainval, override=False)
+    test_set = resolve_test_set(config, ids)
+    validate_release(config.data.modality_root(config.input.modality), list(ids), config.input.modality)
+    record = {"checkpoints": {label: str(cp.directory) for label, cp in checkpoints.items()},
+              "checkpoint_hashes": hashes,
+              "checkpoint_hash": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
+              "contract_overrides": []}
+    decision, entry = _claim_look(ledger, test_set, config, split, study=study, entry_point=entry_point,
+                                  standalone=False, reopen=reopen, reopen_flag=reopen_flag, split_name="test",
+                                  record=record)
+    if entry is None:
+        recorded = decision.recorded
+        return ModelsLookResult(confusion_matrices=recorded.get("confusion_matrices", {}),
+                                reopened=decision.reopened, look=int(recorded["look"]), test_set=test_set,
+                                reused=True, seen_before=int(recorded.get("seen_before", 0)))
+    if mirror is not None:
+        mirror.append({**entry, "test_set": test_set.key, "state": OPENED})
+    matrices = {}
+    for label, checkpoint in checkpoints.items():
+        matrices[label] = predict_checkpoint(checkpoint, config, ids).metrics()["confusion_matrix"]
+    completed = {"claim": entry["claim"], "study": study, "confusion_matrices": matrices,
+                 "metrics": {"test/reopened": float(decision.reopened)}, "time_completed": _now()}
+    ledger.complete(test_set.key, entry["look"], completed)
+    if mirror is not None:
+        mirror.append({**entry, **completed, "test_set": test_set.key, "state": COMPLETED})
+    return ModelsLookResult(confusion_matrices=matrices, reopened=decision.reopened, look=entry["look"],
+                            test_set=test_set, seen_before=decision.seen_before)
+
+
+def _claim_look(ledger: Ledger, test_set: TestSet, config: ExperimentConfig, split: Split, *, study: str,
+                entry_point: str, standalone: bool, reopen: bool, reopen_flag: str, split_name: str,
+                record: dict) -> tuple[Decision, dict | None]:
+    """Decide and atomically claim the next look at `test_set` for `study`: (decision, the claimed entry),
+    or (decision, None) when the study's completed look is to be reused."""
+    trainval = split.trainval()
+    while True:
+        looks = ledger.looks(test_set.key)
+        decision = decide(looks, study=study, standalone=standalone, reopen=reopen, reopen_flag=reopen_flag)
+        if decision.action == "reuse":
+            return decision, None
+        number = max([int(look["look"]) for look in looks if "look" in look], default=0) + 1
+        entry = {
+            "look": number, "study": study, "entry_point": entry_point, "claim": uuid.uuid4().hex,
+            "attempt": decision.own_before + 1, "reopened": decision.reopened, "seen_before": decision.seen_before,
+            "split_name": split_name, "n_test": len(test_set.ids), "class_counts": test_set.class_counts,
+            "modality": test_set.modality, **record,
+            "input": config.input.__dict__, "model": config.model.__dict__,
+            "split_fingerprint": split.fingerprint, "trainval_fingerprint": trainval.fingerprint,
+            "partition": split.partition, "code_version": __version__, "git_commit": git_commit(), "time": _now(),
+        }
+        if ledger.claim(test_set.key, number, entry):
+            return decision, entry
+        # Another process took this look number first: read again and decide again (it may be our own
+        # study's look now, to reuse or to refuse).
 
 
 def _now() -> str:

@@ -1,5 +1,6 @@
 """Plots for results/<sweep>/: val macro-F1 by searched parameter, learning curves, the one-shot test
-confusion matrix, and skeleton-map previews that show what a representation / sigma setting draws.
+confusion matrix, a partition table's scores by seed, and skeleton-map previews that show what a
+representation / sigma setting draws.
 
 Figures are built with the object-oriented `matplotlib.figure.Figure` API and written as PNG through the
 Agg canvas, so nothing here touches pyplot's global state or needs a display.
@@ -124,6 +125,30 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[float]], path: str | Path, t
     ConfusionMatrixDisplay(np.rint(counts).astype(int), display_labels=list(CLASS_NAMES)).plot(
         ax=ax, cmap="Blues", colorbar=False, values_format="d")
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def partition_table_plot(per_seed: pd.DataFrame, path: str | Path, title: str,
+                         metrics: Sequence[tuple[str, str]] = (("macro_f1", "test macro-F1"),
+                                                               ("accuracy", "test accuracy"))) -> Path:
+    """One panel per metric: every seed's test score per partition (dots) and their mean (bar), partitions in
+    the order given; `per_seed` has columns partition, seed and the metric names."""
+    partitions = list(dict.fromkeys(per_seed["partition"].astype(str)))
+    fig = Figure(figsize=(4.0 * len(metrics), 3.6))
+    for k, (column, label) in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), k + 1)
+        for x, partition in enumerate(partitions):
+            values = per_seed.loc[per_seed["partition"].astype(str) == partition, column].to_numpy(dtype=float)
+            ax.bar(x, values.mean(), width=0.6, color="tab:blue", alpha=0.35)
+            offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(x + offsets, values, color="tab:blue", s=18, zorder=3)
+        ax.set_xticks(range(len(partitions)), [f"1:1:{p[2:]}" if p.startswith("11") else p for p in partitions])
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("partition (train pos:neu:neg)")
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title + " (dots: seeds, bars: mean)", fontsize=9)
+    fig.tight_layout()
     return _save(fig, path)
 
 

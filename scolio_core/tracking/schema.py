@@ -77,6 +77,9 @@ TAG_STUDY_FINAL_PARENT = "scolio.study.final_parent"  # the parent run whose mod
 TAG_BASELINE_SWEEP_RUN = "scolio.baseline_sweep_run"
 TAG_BASELINE_RUN = "scolio.baseline_run"
 TAG_BASELINE_VAL_MACRO_F1 = "scolio.baseline_val_macro_f1"
+# A partition table (sweeps/table.py): one parent run per partition, all tagged with the table's name.
+TAG_TABLE = "scolio.table"
+TAG_TABLE_SEEDS = "scolio.table.seeds"  # the seeds whose models the partition's one look tested, JSON list
 # The test lockbox's ledger (tracking/ledger.py MlflowLedger; the entry format is evaluation/lockbox.py's).
 TAG_LOCKBOX_STATE = "scolio.lockbox.state"  # opened | completed
 TAG_LOCKBOX_EVALUATIONS = "scolio.lockbox.evaluations"
@@ -91,9 +94,15 @@ SEARCH_PARAM_PREFIXES = (PARAM_SEARCH_PREFIX, PARAM_SPACE_PREFIX)
 PARAM_BUDGET_PREFIX = "budget."
 PARAM_ASHA_PREFIX = "asha."
 PARAM_RESOURCES_PREFIX = "resources."
+PARAM_MONITORING_PREFIX = "monitoring."
 PARAM_SWEEP_KIND = "sweep.kind"
 
 # ---------------------------------------------------------------------------------------------- metrics
+# System metrics of a trial (trainables/system_metrics.py) keep MLflow's own names, prefix included, so the MLflow
+# UI shows them in a run's "System metrics" tab: system/cpu_utilization_percentage, system/gpu_0_utilization_...
+SYSTEM_METRIC_PREFIX = "system/"
+METRIC_SYSTEM_CPU = f"{SYSTEM_METRIC_PREFIX}cpu_utilization_percentage"
+
 # Written by the training loop (scolio_core.training.loop.SELECTION_METRIC) and the lockbox; named here for
 # the readers, which cannot import those layers' internals just for a string.
 METRIC_VAL_MACRO_F1 = "val/macro_f1"
@@ -106,6 +115,16 @@ DEFAULT_MODE = "max"
 
 OLDEST_FIRST = "attributes.start_time ASC"
 _PAGE = 1000
+
+
+def seed_test_metric(seed: int, name: str) -> str:
+    """A table partition's test metric of one seed's model, on its parent run: test/seed1/macro_f1."""
+    return f"{TEST_METRIC_PREFIX}seed{seed}/{name}"
+
+
+def mean_test_metric(name: str) -> str:
+    """A table partition's test metric averaged over its seeds' models: test/mean/macro_f1."""
+    return f"{TEST_METRIC_PREFIX}mean/{name}"
 
 
 def version_tag(package: str) -> str:

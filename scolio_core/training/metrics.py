@@ -104,6 +104,12 @@ def _metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def metrics_from_confusion(cm: Any) -> dict[str, float]:
+    """The CI_METRICS of one confusion matrix (rows = truth, CLASS_NAMES order): what a recorded look keeps."""
+    values = _metrics_from_confusion(np.asarray(cm, dtype=np.int64)[None])
+    return {name: float(value[0]) for name, value in values.items()}
+
+
 def bootstrap_ci(y_true: Any, y_pred: Any, n_resamples: int = 1000, seed: int = 0,
                  confidence: float = 0.95) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals over sequences for the headline metrics (CI_METRICS)."""
