@@ -8,7 +8,9 @@ parent run (tags `scolio.sweep`=SWEEP, `scolio.role`=parent; the oldest, as `sco
 child runs (`mlflow.parentRunId`),
 opens the experiment's runs page in headless Chromium filtered to the sweep, expands the parent row and
 checks in the rendered DOM that the parent and its children are on screen. Writes `mlflow_ui.png`
-(1600 x 1000) to OUT (default results/SWEEP). Exit code 0 when all are visible, 1 otherwise.
+(1600 x 1000) to OUT (default results/SWEEP). When the study registered its tested model (parent tag
+`scolio.model_uri` = models:/<name>@<alias>), it also opens that model's page in the Model Registry, checks that
+a version shows the alias, and writes `mlflow_model.png`. Exit code 0 when all are visible, 1 otherwise.
 
 Needs Chromium (Debian: `apt-get install -y chromium`; or pass --chromium PATH). The browser is driven over
 the DevTools protocol on a pipe (`--remote-debugging-pipe`), so no extra Python package is needed. Only the
@@ -72,6 +74,9 @@ class UICheckResult:
     columns: list[str] = field(default_factory=list)
     visible: set[str] = field(default_factory=set)
     screenshot: Path | None = None
+    model_uri: str = ""  # the parent's scolio.model_uri: models:/<name>@<alias> ("" before a test look)
+    model_visible: bool = False  # the registered model's page showed the alias on a version
+    model_screenshot: Path | None = None
 
     @property
     def parent_visible(self) -> bool:
@@ -84,7 +89,8 @@ class UICheckResult:
     @property
     def ok(self) -> bool:
         needed = min(len(self.children), MIN_VISIBLE_CHILDREN)
-        return self.parent_visible and len(self.visible_children) >= needed
+        runs_ok = self.parent_visible and len(self.visible_children) >= needed
+        return runs_ok and (self.model_visible or not self.model_uri)
 
     def summary(self) -> str:
         lines = [f"url: {self.url}",
@@ -95,6 +101,11 @@ class UICheckResult:
                   for run in self.children]
         if self.screenshot is not None:
             lines.append(f"screenshot: {self.screenshot}")
+        if self.model_uri:
+            lines.append(f"registered model {self.model_uri}: "
+                         f"{'alias shown on its version' if self.model_visible else 'NOT shown'}")
+        if self.model_screenshot is not None:
+            lines.append(f"screenshot: {self.model_screenshot}")
         return "\n".join(lines)
 
 
@@ -182,6 +193,14 @@ class MlflowServer:
         except urllib.error.HTTPError as exc:
             raise UICheckError(f"POST {endpoint} failed: HTTP {exc.code} {exc.read()[:300]!r}") from None
 
+    def get(self, endpoint: str, query: dict[str, str]) -> dict[str, Any]:
+        url = f"{self.url}/ajax-api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                return json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            raise UICheckError(f"GET {endpoint} failed: HTTP {exc.code} {exc.read()[:300]!r}") from None
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             _stop_group(self.proc)
@@ -262,6 +281,18 @@ def runs_page_url(base: str, experiment_id: str, share_key: str) -> str:
     """The experiment's runs table (hash router) in the shared view; children nest under their parent."""
     query = urllib.parse.urlencode({"viewStateShareKey": share_key, "workflowType": "machine_learning"})
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def parent_model_uri(server: MlflowServer, parent_run_id: str) -> str:
+    """The registered model the sweep's study tested (parent tag scolio.model_uri), or ""."""
+    tags = server.get("runs/get", {"run_id": parent_run_id}).get("run", {}).get("data", {}).get("tags", [])
+    return next((t["value"] for t in tags if t["key"] == schema.TAG_MODEL_URI), "")
+
+
+def model_page_url(base: str, model_uri: str) -> str:
+    """The registered model's page (its versions and their aliases) for `models:/<name>@<alias>`."""
+    name = model_uri[len("models:/"):].split("@", 1)[0]
+    return f"{base}/#/models/{urllib.parse.quote(name)}"
 
 
 # ---------------------------------------------------------------------------------------------- browser
@@ -403,6 +434,17 @@ def _poll_visible(browser: Browser, ids: list[str], want: int, timeout: float) -
     return seen
 
 
+def _poll_text(browser: Browser, words: list[str], timeout: float) -> bool:
+    """Whether the rendered page's text shows every word (the model page: its versions and the alias)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = browser.evaluate("document.body ? document.body.innerText : ''") or ""
+        if all(word in text for word in words):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 # ----------------------------------------------------------------------------------------------- check
 
 
@@ -448,6 +490,15 @@ def check_mlflow_ui(store: str | Path, sweep: str, out_dir: str | Path | None = 
                 out.mkdir(parents=True, exist_ok=True)
                 result.screenshot = out / "mlflow_ui.png"
                 browser.screenshot(result.screenshot)
+                result.model_uri = parent_model_uri(server, parent.run_id)
+                if result.model_uri:
+                    alias = result.model_uri.rsplit("@", 1)[1]
+                    browser.call("Page.navigate", {"url": model_page_url(server.url, result.model_uri)})
+                    result.model_visible = _poll_text(browser, [alias, "Version"], render_timeout)
+                    browser.evaluate(_CLOSE_ASSISTANT_JS)
+                    time.sleep(1.0)
+                    result.model_screenshot = out / "mlflow_model.png"
+                    browser.screenshot(result.model_screenshot)
             finally:
                 browser.close()
         finally:
@@ -471,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_mlflow_ui: error: {exc}", file=sys.stderr)
         return 1
     print(result.summary())
-    print("OK: the sweep's parent and child runs are visible" if result.ok
+    print("OK: the sweep's parent and child runs (and its registered model) are visible" if result.ok
           else "FAIL: the sweep's runs are not all visible in the UI")
     return 0 if result.ok else 1
 

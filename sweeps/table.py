@@ -2,8 +2,8 @@
 
     python sweeps/table.py --recipe table_smoke --seeds 2            # minutes, synthetic stand-in
     python sweeps/table.py --recipe table_demo                       # results/table_demo/ (committed)
-    python sweeps/table.py --recipe my-study --seeds 5               # the configuration study my-study selected
-    ray job submit --working-dir . -- python sweeps/table.py --recipe table_paper \
+    python sweeps/table.py --from-sweep demo --seeds 5                # the configuration the demo sweep selected
+    ray job submit --working-dir . -- python sweeps/table.py --recipe path/to/recipe.yaml \
         --data-root /data/Scoliosis1K --partition-dir ../shared/scoliosis1k_partitions --tracking-uri http://HEAD:5000
 
 For each partition the recipe is trained once per seed on Ray (a grid over `train.seed` without early
@@ -41,7 +41,7 @@ from scolio_core.tracking import schema  # noqa: E402
 from scolio_core.tracking.schema import DEFAULT_EXPERIMENT  # noqa: E402
 from scolio_core.training.metrics import CI_METRICS, metrics_from_confusion  # noqa: E402
 from sweeps.cli import SweepSettings, run_sweep_cli  # noqa: E402
-from sweeps.profiles import PROFILE_DIR, Choice, SweepProfile, apply_overrides, load_profile  # noqa: E402
+from sweeps.profiles import Choice, SweepProfile, apply_overrides, load_profile  # noqa: E402
 
 OFFICIAL_PARTITIONS = ("112", "114", "118", "1116")
 # Columns of table.md, in the order papers report them; keys are CI_METRICS names.
@@ -85,16 +85,11 @@ def parse_seeds(count: int) -> list[int]:
     return list(range(count))
 
 
-def _is_profile(recipe: str) -> bool:
-    path = Path(recipe)
-    return path.suffix in (".yaml", ".yml") or (PROFILE_DIR / f"{recipe}.yaml").exists()
-
-
 def recipe_from_profile(recipe: str) -> SweepProfile:
     profile = load_profile(recipe)
     if profile.search:
         raise ConfigError(f"--recipe {recipe}: a table trains one fixed recipe, but the profile searches "
-                          f"{', '.join(profile.search)}; run the sweep and pass its name as --recipe, or fix "
+                          f"{', '.join(profile.search)}; run the sweep and pass --from-sweep NAME, or fix "
                           "those fields")
     return profile
 
@@ -111,19 +106,18 @@ def recipe_from_study(study: str, tracking_uri: str, experiment: str) -> tuple[S
     found = client.get_experiment_by_name(experiment)
     parent = schema.find_parent_run(client, found.experiment_id, study) if found else None
     if parent is None:
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-        raise ConfigError(f"--recipe {study!r}: neither a profile (known: {', '.join(known)}) nor a sweep in "
-                          f"experiment {experiment!r} of {tracking_uri}")
+        raise ConfigError(f"--from-sweep {study!r}: no sweep of that name in experiment {experiment!r} of "
+                          f"{tracking_uri}")
     tags = parent.data.tags
     child = tags.get(schema.TAG_SELECTED_RUN_ID)
     if not child:
-        raise ConfigError(f"--recipe {study!r}: the sweep has not selected a configuration yet (did it finish?)")
+        raise ConfigError(f"--from-sweep {study!r}: the sweep has not selected a configuration yet (did it finish?)")
     local = Path(mlflow.artifacts.download_artifacts(run_id=child, artifact_path=schema.ARTIFACT_CHECKPOINT,
                                                       tracking_uri=tracking_uri))
     config = read_checkpoint(local).config
     if config.train.init_from:
-        raise ConfigError(f"--recipe {study!r}: the selected model was warm-started from {config.train.init_from}; "
-                          "a table retrains from scratch, so give the baseline sweep or a profile")
+        raise ConfigError(f"--from-sweep {study!r}: the selected model was warm-started from "
+                          f"{config.train.init_from}; a table retrains from scratch: give the baseline sweep")
     base = load_profile(tags.get(schema.TAG_PROFILE, ""))
     fixed = {k: v for k, v in config.to_flat().items()
              if k not in ("data.root", "data.partition", "train.seed", "train.init_from")}
@@ -319,10 +313,11 @@ def run_table(args: argparse.Namespace) -> pd.DataFrame:
     seeds = parse_seeds(args.seeds)
     tracking_uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     experiment = args.experiment or DEFAULT_EXPERIMENT
-    if _is_profile(args.recipe):
-        profile, study_root = recipe_from_profile(args.recipe), None
+    if args.from_sweep:
+        profile, study_root = recipe_from_study(args.from_sweep, tracking_uri, experiment)
+        profile = profile.replace(name=f"{args.from_sweep}-table")
     else:
-        profile, study_root = recipe_from_study(args.recipe, tracking_uri, experiment)
+        profile, study_root = recipe_from_profile(args.recipe), None
     profile = apply_overrides(profile, max_concurrent_trials=args.max_concurrent_trials,
                               gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                               fixed=parse_assignments(args.set))
@@ -346,7 +341,8 @@ def run_table(args: argparse.Namespace) -> pd.DataFrame:
               + ", ".join(f"{row['macro_f1']:.3f}" for row in result.per_seed)
               + (" (recorded look reused)" if result.reused else ""), flush=True)
     out = Path(args.results_dir) / name
-    table = write_outputs(results, out, args.recipe, profile, root, synthetic)
+    label = f"the configuration sweep {args.from_sweep} selected" if args.from_sweep else args.recipe
+    table = write_outputs(results, out, label, profile, root, synthetic)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -369,9 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="table_demo",
-                        help="a profile without a search (table_smoke, table_demo, path.yaml) or the name of a "
-                             "finished sweep, whose selected configuration is retrained")
+    recipe = parser.add_mutually_exclusive_group()
+    recipe.add_argument("--recipe", default="table_demo",
+                        help="a profile without a search: table_smoke, table_demo or path/to/recipe.yaml "
+                             "(default table_demo)")
+    recipe.add_argument("--from-sweep", metavar="SWEEP",
+                        help="retrain the configuration this finished sweep selected on val (its profile "
+                             "gives the budget, resources and stand-in)")
     parser.add_argument("--partitions", default=",".join(OFFICIAL_PARTITIONS),
                         help="comma-separated partitions, e.g. 112,114,118,1116 (Scoliosis1K_<p>.json)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per partition (0..N-1)")

@@ -1,7 +1,8 @@
 """scripts/check_mlflow_ui.py: a sweep's parent and child runs are visible in the real MLflow UI.
 
-The slow test builds a small store with MlflowClient (a parent run + 3 trials, and a second sweep that the
-page must filter out), serves it with `mlflow server` and looks at it in headless Chromium.
+The slow test builds a small store with MlflowClient (a parent run + 3 trials with a registered model, and a
+second sweep that the page must filter out), serves it with `mlflow server` and looks at it in headless
+Chromium: the runs page, then the registered model's page with its alias.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def _build_store(path: Path) -> tuple[str, list[str], str]:
             client.log_metric(child.info.run_id, "val/macro_f1", 0.3 + 0.1 * i + 0.05 * step, step=step)
         client.set_terminated(child.info.run_id, "KILLED" if i == 0 else "FINISHED")
         children.append(child.info.run_id)
+    # The study's tested model, registered as the sweep does it: a version with the alias, the URI on the parent.
+    client.create_registered_model("scoliotune-demo")
+    version = client.create_model_version("scoliotune-demo", source=str(path.parent / "artifacts" / "model"),
+                                          run_id=parent.info.run_id)
+    client.set_registered_model_alias("scoliotune-demo", "champion", version.version)
+    client.set_tag(parent.info.run_id, "scolio.model_uri", "models:/scoliotune-demo@champion")
     client.set_terminated(parent.info.run_id)
     return parent.info.run_id, children, decoy.info.run_id
 
@@ -71,7 +78,10 @@ def test_sweep_parent_and_children_visible_in_browser(tmp_path):
     assert {run.run_id for run in result.visible_children} == set(child_ids), result.summary()
     assert decoy_id not in result.visible  # only the requested sweep's runs are asked about
     assert result.columns == ["metrics.`val/macro_f1`", "params.`input.sigma`"]
+    assert result.model_uri == "models:/scoliotune-demo@champion" and result.model_visible, result.summary()
     assert result.ok
+    model_png = result.model_screenshot
+    assert model_png == tmp_path / "results" / "demo" / "mlflow_model.png" and model_png.stat().st_size > 10_000
     png = result.screenshot
     assert png == tmp_path / "results" / "demo" / "mlflow_ui.png"
     data = png.read_bytes()

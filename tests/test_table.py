@@ -222,3 +222,12 @@ def test_the_table_resumes_after_a_killed_driver_and_opens_each_test_set_once(tm
             trial_contexts = {tag.value for d in trial.inputs.dataset_inputs for tag in d.tags
                               if tag.key == "mlflow.data.context"}
             assert trial_contexts == {"training", "validation"}, trial_contexts
+
+
+@pytest.mark.parametrize("name", ["table_smoke", "table_demo", "table_paper"])
+def test_the_table_recipes_are_fixed_configurations(name):
+    profile = recipe_from_profile(name)
+    config = profile.base_config()
+    assert not profile.search and config.input.representation == "body-only" and config.train.lr == 0.1
+    # the published defaults: sigma 8 on the 128 canvas, i.e. the same drawing on the CPU profiles' 64 canvas
+    assert config.input.sigma * 128 / config.input.canvas_size == 8.0
