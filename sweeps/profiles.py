@@ -13,6 +13,7 @@
     budget: {num_samples: 8, max_concurrent_trials: 2}
     asha: {grace_period: 1, reduction_factor: 2}   # in evaluations (Tune's training_iteration)
     resources: {cpus_per_trial: 1, gpus_per_trial: 0, workers_per_trial: 1}
+    monitoring: {system_metrics: true, sampling_interval_s: 2.0}   # MLflow's system/* metrics on trial runs
 
 Every section is a frozen dataclass and every search entry a `Distribution`: an unknown key or a bad value
 anywhere is a one-line `ConfigError` naming the file and the key, raised by `load_profile` before Ray
@@ -189,6 +190,26 @@ class SynthSettings:
                 f"-s{self.seed}")
 
 
+MIN_SAMPLING_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """System metrics on trial runs (trainables/system_metrics.py): CPU, memory, disk, network, and GPU where
+    NVML finds one, under MLflow's `system/` names, averaged over each report's interval."""
+
+    system_metrics: bool = True
+    sampling_interval_s: float = 2.0  # a sample costs ~0.5 ms of CPU; each report gets the mean since the last
+
+    def validate(self, where: str) -> None:
+        # Faster sampling only burns CPU: psutil's CPU percentage and NVML's utilisation are window means already.
+        _at_least(where, "sampling_interval_s", self.sampling_interval_s, MIN_SAMPLING_INTERVAL_S)
+
+    def trial_interval_s(self) -> float | None:
+        """What a trial's `system_metrics_interval_s` gets: the interval, or None when switched off."""
+        return float(self.sampling_interval_s) if self.system_metrics else None
+
+
 def _at_least(where: str, key: str, value: float, low: float) -> None:
     if value < low:
         raise ConfigError(f"{where}.{key} must be >= {low}, got {value!r}")
@@ -210,6 +231,8 @@ def _build_section(cls: type, raw: Any, where: str):
             raise ConfigError(f"{where}.{key} must be an integer, got {value!r}")
         if kind == "float" and not _number(value):
             raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
+        if kind == "bool" and not isinstance(value, bool):
+            raise ConfigError(f"{where}.{key} must be true or false, got {value!r}")
         if kind == "str" and not isinstance(value, str):
             raise ConfigError(f"{where}.{key} must be a string, got {value!r}")
         values[key] = value
@@ -231,6 +254,7 @@ class SweepProfile:
     budget: Budget = field(default_factory=Budget)
     asha: AshaSchedule = field(default_factory=AshaSchedule)
     resources: Resources = field(default_factory=Resources)
+    monitoring: Monitoring = field(default_factory=Monitoring)
     seed: int = 0
     description: str = ""
 
@@ -336,6 +360,7 @@ def load_profile(name_or_path: str) -> SweepProfile:
         budget=_build_section(Budget, raw.get("budget"), f"{path}: budget"),
         asha=_build_section(AshaSchedule, raw.get("asha"), f"{path}: asha"),
         resources=_build_section(Resources, raw.get("resources"), f"{path}: resources"),
+        monitoring=_build_section(Monitoring, raw.get("monitoring"), f"{path}: monitoring"),
         seed=seed, description=str(raw.get("description", "")))
     try:
         profile.base_config()

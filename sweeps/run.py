@@ -1,8 +1,9 @@
 """Step 2 of a sweep: the Tune run (fresh or restored) of a prepared sweep, with its searcher and scheduler.
 
 Trials get everything through `tune.with_parameters` or their config, never through the environment: the
-train/val split (no test ids), the shared data refs, and whatever else the trainable asks for (the
-finetune gets the tracking URI it fetches its baseline from).
+train/val split (no test ids), the shared data refs, the system-metrics sampling interval (the profile's
+`monitoring` section; None when off), and whatever else the trainable asks for (the finetune gets the
+tracking URI it fetches its baseline from).
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ def run_trials(context: SweepContext, trainable: Callable, *, search_alg=None, s
         "verbose": 1}
     # Built on every call, so a restored sweep (a new driver: the old refs are gone) re-puts its data and
     # hands this fresh with_parameters trainable to Tuner.restore.
-    parameters: dict[str, Any] = {"split": context.trainval, **(trainable_parameters or {})}
+    parameters: dict[str, Any] = {"split": context.trainval,
+                                  "system_metrics_interval_s": profile.monitoring.trial_interval_s(),
+                                  **(trainable_parameters or {})}
     if context.shared_data:
         parameters["shared"] = _share_data(context)
     return run_or_restore(tune.with_parameters(_data_parallel(context, trainable), **parameters),

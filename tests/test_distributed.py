@@ -14,6 +14,7 @@ import torch
 from conftest import tiny_config
 
 from scolio_core.data.resolve import resolve_split
+from scolio_core.tracking import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -110,7 +111,8 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
         lifecycle = MLflowLifecycle(uri, "dp", "dp-sweep", metric="val/macro_f1", mode="max", params={},
                                     budget=3)
         space = config.for_trial().to_flat()  # the trial never sees the partition
-        grid = run_or_restore(tune.with_parameters(data_parallel_trainable(WORLD), split=split.trainval()),
+        grid = run_or_restore(tune.with_parameters(data_parallel_trainable(WORLD), split=split.trainval(),
+                                                   system_metrics_interval_s=0.5),
                               name="dp", storage_path=str(tmp_path / "ray"), param_space=space,
                               tune_config=tune.TuneConfig(metric="val/macro_f1", mode="max"),
                               run_config_kwargs={"verbose": 0}, callbacks=[lifecycle], resources=driver_resources())
@@ -138,6 +140,9 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "val/macro_f1")] == [1, 2, 3]
     assert runs[0].data.tags.get("scolio.best_checkpoint")
+    # Rank 0 sampled system metrics; they rode its relayed reports into the trial's run (MLflow's names).
+    cpu = client.get_metric_history(runs[0].info.run_id, schema.METRIC_SYSTEM_CPU)
+    assert cpu and {m.step for m in cpu} <= {1, 2, 3} and all(0 <= m.value <= 100 for m in cpu)
 
     reads = [line.split("\t") for line in log.read_text().splitlines()]
     others = [(int(pid), seq) for pid, seq, _ in reads if int(pid) != os.getpid()]

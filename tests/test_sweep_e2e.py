@@ -331,3 +331,22 @@ def test_a_two_stage_study_on_the_same_store_looks_once_after_the_finetune_and_l
                    "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}")
     assert audit.returncode == 3 and "had been looked at" in audit.stdout, audit.stdout
     assert "look 1 by sweeps/representation.py 'e2e'" in audit.stdout
+
+
+def test_trial_runs_carry_system_metrics_at_the_steps_of_their_reports(sweep):
+    """The smoke profile's monitoring section is on: every trial run carries MLflow's system metrics (the UI's
+    "System metrics" tab), sampled in the trial and logged by the driver's callback at the trial's report steps."""
+    workdir, _ = sweep
+    children, _ = runs_of(workdir, "e2e")
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    assert len(children) >= 4
+    for _, child in children.iterrows():
+        run_id = child["run_id"]
+        report_steps = {m.step for m in client.get_metric_history(run_id, schema.METRIC_VAL_MACRO_F1)}
+        cpu = client.get_metric_history(run_id, schema.METRIC_SYSTEM_CPU)
+        assert report_steps and cpu, run_id  # every trial reported, and its reports carried system metrics
+        # At most one reading per report: a report that comes before the sampler is up carries none.
+        assert {m.step for m in cpu} <= report_steps and len(cpu) == len({m.step for m in cpu})
+        assert all(0.0 < m.value <= 100.0 for m in cpu)  # a training trial's node is never idle over a window
+        assert 0.0 < child["metrics.system/system_memory_usage_percentage"] <= 100.0
+        assert child["metrics.system/system_memory_usage_megabytes"] > 0

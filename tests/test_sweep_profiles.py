@@ -66,6 +66,10 @@ BASE = "name: x\nmetric: val/macro_f1\nmode: max\nfixed: {}\nsearch: {input.sigm
     ("budget: {num_samples: 0}\n", "budget.num_samples"),
     ("asha: {reduction_factor: 1}\n", "asha.reduction_factor"),
     ("resources: {workers_per_trial: 1.5}\n", "resources.workers_per_trial"),
+    ("monitoring: {system_metric: false}\n", "monitoring.system_metric"),
+    ("monitoring: {system_metrics: maybe}\n", "monitoring.system_metrics"),
+    ("monitoring: {sampling_interval_s: -2.0}\n", "monitoring.sampling_interval_s"),
+    ("monitoring: {sampling_interval_s: 0.01}\n", "monitoring.sampling_interval_s"),
 ])
 def test_every_section_refuses_unknown_keys_and_bad_values(tmp_path, extra, named):
     bad = tmp_path / "bad.yaml"
@@ -97,6 +101,17 @@ def test_sections_are_typed_with_defaults_for_absent_keys():
     assert profile.synth.cache_key == "synth-n60-t16-r112-s0"
     # The searched space records as the YAML wrote it (a resumed sweep compares these params exactly).
     assert profile.search_specs()["input.sigma"] == {"uniform": [1.0, 6.0]}
+
+
+def test_system_metrics_are_on_by_default_and_switch_off_in_the_profile(tmp_path):
+    assert load_profile("smoke").monitoring.trial_interval_s() == 2.0
+    absent = tmp_path / "absent.yaml"
+    absent.write_text(BASE)
+    assert load_profile(str(absent)).monitoring.trial_interval_s() == 2.0  # on unless a profile says otherwise
+    off = tmp_path / "off.yaml"
+    off.write_text(BASE + "monitoring: {system_metrics: false, sampling_interval_s: 5}\n")
+    monitoring = load_profile(str(off)).monitoring
+    assert monitoring.system_metrics is False and monitoring.trial_interval_s() is None  # trials sample nothing
 
 
 def test_a_profile_typo_exits_2_with_one_line_before_ray_starts(tmp_path):

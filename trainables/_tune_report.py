@@ -12,12 +12,16 @@ from typing import Callable, Iterator
 
 from ray import tune
 
+from trainables.system_metrics import SystemMetricsSampler
 
-def tune_reporter(extra: dict | None = None) -> Callable[[dict, "Path | None"], None]:
-    """A `report(metrics, checkpoint_dir)` that forwards to `tune.report` (Tune persists the directory)."""
+
+def tune_reporter(extra: dict | None = None,
+                  system_metrics: SystemMetricsSampler | None = None) -> Callable[[dict, "Path | None"], None]:
+    """A `report(metrics, checkpoint_dir)` that forwards to `tune.report` (Tune persists the directory), adding
+    `extra` and the system metrics sampled since the previous report."""
 
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:
-        payload = {**metrics, **(extra or {})}
+        payload = {**metrics, **(extra or {}), **(system_metrics.take() if system_metrics else {})}
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         tune.report(payload, checkpoint=checkpoint)
 

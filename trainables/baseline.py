@@ -18,6 +18,7 @@ from scolio_core.data.splits import TrainValSplit
 from scolio_core.training.loop import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
 from trainables.shared_data import SharedData, trial_data
+from trainables.system_metrics import SystemMetricsSampler
 
 
 def trial_experiment_config(config: dict) -> ExperimentConfig:
@@ -26,13 +27,18 @@ def trial_experiment_config(config: dict) -> ExperimentConfig:
     return experiment.for_trial()
 
 
-def train_baseline(config: dict, split: TrainValSplit, shared: SharedData | None = None) -> None:
+def train_baseline(config: dict, split: TrainValSplit, shared: SharedData | None = None,
+                   system_metrics_interval_s: float | None = None) -> None:
+    """`system_metrics_interval_s`: seconds between system-metrics samples (trainables/system_metrics.py);
+    None samples none."""
     experiment = trial_experiment_config(config)
-    data = trial_data(experiment, split, shared)
-    workdir = local_workdir()
-    try:
-        with resume_directory() as resume_from:
-            run_training(experiment, data, workdir, tune_reporter(), resume_from=resume_from,
-                         provenance={"trainable": "baseline"})
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    # Started before the data loads, so the first report's metrics cover the loading too.
+    with SystemMetricsSampler(system_metrics_interval_s) as sampler:
+        data = trial_data(experiment, split, shared)
+        workdir = local_workdir()
+        try:
+            with resume_directory() as resume_from:
+                run_training(experiment, data, workdir, tune_reporter(system_metrics=sampler),
+                             resume_from=resume_from, provenance={"trainable": "baseline"})
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)

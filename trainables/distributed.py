@@ -65,6 +65,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     from scolio_core.training.parallel import DataParallel
     from trainables._tune_report import local_workdir
     from trainables.shared_data import trial_data
+    from trainables.system_metrics import SystemMetricsSampler
 
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -72,22 +73,24 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     device = torch.device("cpu") if experiment.train.device == "cpu" else ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl collectives (all_gather_object) use the current device
-    data = trial_data(experiment, loop_config["split"], loop_config.get("shared"))
+    # Only rank 0's reports reach Tune (RelayToTune), so only rank 0 samples: its node holds its device.
+    with SystemMetricsSampler(loop_config.get("system_metrics_interval_s") if rank == 0 else None) as sampler:
+        data = trial_data(experiment, loop_config["split"], loop_config.get("shared"))
 
-    def report(metrics: dict, checkpoint_dir) -> None:
-        # Every rank reports at every evaluation (Ray Train's report is a barrier); only rank 0 has a checkpoint.
-        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        def report(metrics: dict, checkpoint_dir) -> None:
+            # Every rank reports at every evaluation (Ray Train's report is a barrier); only rank 0 has a checkpoint.
+            checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+            ray.train.report({**metrics, **sampler.take()}, checkpoint=checkpoint)
 
-    restored = ray.train.get_checkpoint()
-    workdir = local_workdir()
-    try:
-        with (restored.as_directory() if restored is not None else contextlib.nullcontext()) as resume_from:
-            run_training(experiment, data, workdir, report, resume_from=resume_from,
-                         provenance={"trainable": "data_parallel", "workers": world_size},
-                         parallel=DataParallel(rank=rank, world_size=world_size, device=device))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        restored = ray.train.get_checkpoint()
+        workdir = local_workdir()
+        try:
+            with (restored.as_directory() if restored is not None else contextlib.nullcontext()) as resume_from:
+                run_training(experiment, data, workdir, report, resume_from=resume_from,
+                             provenance={"trainable": "data_parallel", "workers": world_size},
+                             parallel=DataParallel(rank=rank, world_size=world_size, device=device))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 class RelayToTune(ray.train.UserCallback):
@@ -119,11 +122,13 @@ def _forward(metrics: dict, checkpoint) -> None:
 
 def data_parallel_trainable(workers: int, cpus_per_worker: float = 1.0,
                             gpus_per_worker: float = 0.0) -> Callable[..., None]:
-    """A Tune function trainable `(config, split, shared=None)` whose trials train on `workers` Ray Train workers."""
+    """A Tune function trainable `(config, split, shared=None, system_metrics_interval_s=None)` whose trials train
+    on `workers` Ray Train workers."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
 
-    def train_data_parallel(config: dict, split: TrainValSplit, shared: SharedData | None = None) -> None:
+    def train_data_parallel(config: dict, split: TrainValSplit, shared: SharedData | None = None,
+                            system_metrics_interval_s: float | None = None) -> None:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.util.queue import Empty, Queue
@@ -137,7 +142,8 @@ def data_parallel_trainable(workers: int, cpus_per_worker: float = 1.0,
         run_name = f"ddp-{uuid.uuid4().hex[:8]}"
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={"config": experiment.to_flat(), "split": split, "shared": shared},
+            train_loop_config={"config": experiment.to_flat(), "split": split, "shared": shared,
+                               "system_metrics_interval_s": system_metrics_interval_s},
             torch_config=TorchConfig(backend="nccl" if on_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=on_gpu,
                                          resources_per_worker=worker_resources(cpus_per_worker,

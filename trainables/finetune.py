@@ -22,6 +22,7 @@ from scolio_core.training.loop import run_training
 from trainables._tune_report import local_workdir, resume_directory, tune_reporter
 from trainables.baseline import trial_experiment_config
 from trainables.shared_data import SharedData, trial_data
+from trainables.system_metrics import SystemMetricsSampler
 
 MLFLOW_PREFIX = "mlflow:"
 
@@ -60,17 +61,21 @@ def warm_start_metrics(experiment: ExperimentConfig, baseline: Checkpoint, data)
 
 
 def train_finetune(config: dict, split: TrainValSplit, shared: SharedData | None = None,
-                   tracking_uri: str | None = None) -> None:
+                   tracking_uri: str | None = None, system_metrics_interval_s: float | None = None) -> None:
+    """`system_metrics_interval_s`: seconds between system-metrics samples (trainables/system_metrics.py);
+    None samples none."""
     experiment = trial_experiment_config(config)
-    baseline = load_warm_start(experiment, split, tracking_uri)
-    data = trial_data(experiment, split, shared)
-    extra = warm_start_metrics(experiment, baseline, data)
-    workdir = local_workdir()
-    try:
-        with resume_directory() as resume_from:
-            run_training(experiment, data, workdir, tune_reporter(extra), resume_from=resume_from,
-                         initial_model_state=None if resume_from else baseline.model_state,
-                         provenance={"trainable": "finetune", "baseline": str(baseline.directory),
-                                     "baseline_iteration": baseline.contract.get("iteration")})
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with SystemMetricsSampler(system_metrics_interval_s) as sampler:
+        baseline = load_warm_start(experiment, split, tracking_uri)
+        data = trial_data(experiment, split, shared)
+        extra = warm_start_metrics(experiment, baseline, data)
+        workdir = local_workdir()
+        try:
+            with resume_directory() as resume_from:
+                run_training(experiment, data, workdir, tune_reporter(extra, system_metrics=sampler),
+                             resume_from=resume_from,
+                             initial_model_state=None if resume_from else baseline.model_state,
+                             provenance={"trainable": "finetune", "baseline": str(baseline.directory),
+                                         "baseline_iteration": baseline.contract.get("iteration")})
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
