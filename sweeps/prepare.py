@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scolio_core.config import ExperimentConfig
@@ -140,8 +140,6 @@ def check_data(profile: SweepProfile) -> Split:
 
 def parent_params(profile: SweepProfile, kind: str) -> dict[str, object]:
     """The sweep's settings as parent-run params: a resumed sweep must match them exactly."""
-    from dataclasses import asdict
-
     params: dict[str, object] = {f"{schema.PARAM_SEARCH_PREFIX}{k}": json.dumps(v)
                                  for k, v in profile.search_specs().items()}
     for prefix, section in ((schema.PARAM_BUDGET_PREFIX, profile.budget), (schema.PARAM_ASHA_PREFIX, profile.asha),
@@ -160,6 +158,8 @@ def parent_tags(profile: SweepProfile, split: Split, kind: str, oracle: float | 
             schema.TAG_DATA_ROOT: str(base.data.root), schema.TAG_KIND: kind}
     if oracle is not None:
         tags[schema.TAG_ORACLE_MACRO_F1] = f"{oracle:.4f}"
+    tags.update({f"{schema.TAG_MONITORING_PREFIX}{k}": str(v).lower() if isinstance(v, bool) else str(v)
+                 for k, v in asdict(profile.monitoring).items()})
     return tags
 
 

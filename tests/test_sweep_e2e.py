@@ -337,7 +337,9 @@ def test_trial_runs_carry_system_metrics_at_the_steps_of_their_reports(sweep):
     """The smoke profile's monitoring section is on: every trial run carries MLflow's system metrics (the UI's
     "System metrics" tab), sampled in the trial and logged by the driver's callback at the trial's report steps."""
     workdir, _ = sweep
-    children, _ = runs_of(workdir, "e2e")
+    children, parent = runs_of(workdir, "e2e")
+    assert parent[f"tags.{schema.TAG_MONITORING_PREFIX}system_metrics"] == "true"  # the switch, on the parent
+    assert float(parent[f"tags.{schema.TAG_MONITORING_PREFIX}sampling_interval_s"]) == 2.0
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     assert len(children) >= 4
     for _, child in children.iterrows():

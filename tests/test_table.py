@@ -101,6 +101,7 @@ def test_mean_ci_is_a_t_interval_over_seeds():
     assert mean == pytest.approx(0.6) and high - mean == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-3)
     assert mean - low == pytest.approx(high - mean)
     assert mean_ci([0.4, 0.4]) == (0.4, 0.4, 0.4)
+    assert mean_ci([0.99, 0.5, 0.98])[2] == 1.0  # clipped to the metric's range
     single = mean_ci([0.3])
     assert single[0] == 0.3 and np.isnan(single[1]) and np.isnan(single[2])
 
@@ -124,6 +125,8 @@ def test_the_table_shows_counts_and_mean_with_interval(tmp_path):
     assert len(per_seed) == 4
     text = table_markdown(table, "table_smoke", load_profile("table_smoke"), tmp_path, synthetic=True)
     assert "| 1:1:2 | 9/9/18 | 30/4/20 | 2 |" in text and "0.600 [" in text and "0.400 [0.400, 0.400]" in text
+    header = next(line for line in text.splitlines() if line.startswith("| Partition"))
+    assert header.count("|") == 12 and "refer sens." in header  # 4 + 7 metric columns (no duplicate)
 
 
 def test_a_recipe_profile_that_searches_is_refused():

@@ -94,7 +94,9 @@ SEARCH_PARAM_PREFIXES = (PARAM_SEARCH_PREFIX, PARAM_SPACE_PREFIX)
 PARAM_BUDGET_PREFIX = "budget."
 PARAM_ASHA_PREFIX = "asha."
 PARAM_RESOURCES_PREFIX = "resources."
-PARAM_MONITORING_PREFIX = "monitoring."
+# The profile's monitoring section as parent *tags* (not params: it changes no result, so a resumed sweep
+# may switch it): scolio.monitoring.system_metrics, scolio.monitoring.sampling_interval_s.
+TAG_MONITORING_PREFIX = "scolio.monitoring."
 PARAM_SWEEP_KIND = "sweep.kind"
 
 # ---------------------------------------------------------------------------------------------- metrics
