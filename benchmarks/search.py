@@ -60,13 +60,18 @@ SYNTH = {"num_sequences": 480, "frames": 32, "train_ratio": "1:1:2", "seed": 0}
 METRIC = "val/macro_f1"
 TIE = 1e-9  # curves are bit-identical re-runs; the tolerance only absorbs float printing round trips
 # The sweeps' demo profile (demo.yaml) searches with ASHA grace 2, reduction 3: the primary setting here.
+# "reproducible": the sweeps' default (sweeps/searchers.py BatchedSuccessiveHalving: batches of concurrent
+# trials, each rung compared only with earlier batches); without it, Ray's asynchronous ASHA (budget.reproducible
+# false), which the record's real search used.
 VARIANTS: dict[str, dict[str, Any]] = {
     "random": {"kind": "random"},
     "asha+tpe": {"kind": "asha+tpe", "asha": {"grace_period": 2, "reduction_factor": 3}},
     "asha+tpe g1": {"kind": "asha+tpe", "asha": {"grace_period": 1, "reduction_factor": 3}},
+    "batched+tpe": {"kind": "asha+tpe", "asha": {"grace_period": 2, "reduction_factor": 3}, "reproducible": True},
     "tpe (fifo)": {"kind": "tpe"},
 }
 PRIMARY = "asha+tpe"
+REPRODUCIBLE = "batched+tpe"
 
 
 # ----------------------------------------------------------------------------------------------- pure helpers
@@ -157,7 +162,7 @@ class TrialRecord:
 
 
 def bench_profile(root: Path, space: dict, seed: int, num_samples: int, iterations: int, eval_every: int,
-                  asha: dict | None = None, concurrency: int = 2) -> SweepProfile:
+                  asha: dict | None = None, concurrency: int = 2, reproducible: bool = False) -> SweepProfile:
     """The smoke model (width 8, P x K = 4 x 2, 8 frames) on the larger stand-in; the demo's search settings."""
     smoke, demo = load_profile("smoke"), load_profile("demo")
     fixed = {**smoke.fixed, "data.root": str(root), "data.partition": str(root / smoke.fixed["data.partition"]),
@@ -171,7 +176,8 @@ def bench_profile(root: Path, space: dict, seed: int, num_samples: int, iteratio
     return smoke.replace(name="search-bench", fixed=fixed, points_to_evaluate=points, seed=seed,
                          search={k: parse_distribution(v, f"search.{k}") for k, v in space.items()},
                          asha=AshaSchedule(**asha) if asha else demo.asha,
-                         budget=Budget(num_samples=num_samples, max_concurrent_trials=concurrency))
+                         budget=Budget(num_samples=num_samples, max_concurrent_trials=concurrency,
+                                       reproducible=reproducible))
 
 
 def ray_parts():
@@ -277,7 +283,8 @@ def run_search(variant: str, seed: int, profile: SweepProfile, trainable, storag
     flat = profile.base_config().for_trial().to_flat()
     tune_config = tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler,
                                   num_samples=len(points) if points is not None else profile.num_samples,
-                                  search_alg=ConcurrencyLimiter(searcher, max_concurrent=profile.max_concurrent_trials),
+                                  search_alg=ConcurrencyLimiter(searcher, max_concurrent=profile.max_concurrent_trials,
+                                                                batch=profile.budget.reproducible),
                                   reuse_actors=reuse_actors,
                                   trial_name_creator=short_trial_name, trial_dirname_creator=short_trial_name)
     run_config = {"checkpoint_config": tune.CheckpointConfig(num_to_keep=1), "verbose": 0}
@@ -440,13 +447,15 @@ def main() -> None:
             trials, _ = run_search(PRIMARY, 0, profile, replay, storage, reuse_actors=True)
             check = (load_trials(record["real_asha"]), trials)
         # How much timing alone moves a search at 2 trials at a time: the same seed replayed again.
-        repeats = []
-        if PRIMARY in args.variants and seeds:
-            profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,
-                                    VARIANTS[PRIMARY]["asha"])
-            replay = tune.with_parameters(replay_trainable, table=table, time_scale=args.time_scale)
-            repeats = [run_search(PRIMARY, 0, profile, replay, storage, reuse_actors=True)[0]
-                       for _ in range(args.repeats)]
+        repeats: dict[str, list] = {}
+        for variant in (PRIMARY, REPRODUCIBLE):
+            if variant in args.variants and seeds:
+                profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,
+                                        VARIANTS[variant]["asha"],
+                                        reproducible=VARIANTS[variant].get("reproducible", False))
+                replay = tune.with_parameters(replay_trainable, table=table, time_scale=args.time_scale)
+                repeats[variant] = [run_search(variant, 0, profile, replay, storage, reuse_actors=True)[0]
+                                    for _ in range(args.repeats)]
         for variant in args.variants:
             # Random search ignores results, so only its completion order depends on timing: replay it faster.
             scale = args.random_time_scale if VARIANTS[variant]["kind"] == "random" else args.time_scale
@@ -454,7 +463,8 @@ def main() -> None:
             start = time.perf_counter()
             for seed in seeds:
                 profile = bench_profile(root, space, seed, len(points), args.iterations, args.eval_every,
-                                        VARIANTS[variant].get("asha"))
+                                        VARIANTS[variant].get("asha"),
+                                        reproducible=VARIANTS[variant].get("reproducible", False))
                 trials, wall = run_search(variant, seed, profile, replay, storage, reuse_actors=True)
                 replays[variant].append((seed, trials, wall))
             print(f"  {variant}: {len(seeds)} seeds in {time.perf_counter() - start:.0f} s", flush=True)
@@ -463,7 +473,7 @@ def main() -> None:
     report(record, grid, replays, check, repeats, args, len(split.val))
 
 
-def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats: list, args, num_val: int) -> None:
+def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats: dict, args, num_val: int) -> None:
     """Print the grid, the checks, the per-method table and the SUMMARY line."""
     full = grid[0].iterations
     target = max(t.best for t in grid)
@@ -499,12 +509,14 @@ def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats:
               f"replay {replay_cost[0]}; totals {real_cost[1]} vs {replay_cost[1]}")
         if not same_decisions:
             print(f"  real:   {decisions(real)}\n  replay: {decisions(replayed)}")
-    first = [trials for seed, trials, _ in replays.get(PRIMARY, []) if seed == 0]
-    if first and repeats:
-        runs = first + repeats
+    for variant, again in repeats.items():
+        first = [trials for seed, trials, _ in replays.get(variant, []) if seed == 0]
+        if not (first and again):
+            continue
+        runs = first + again
         same = sum(decisions(r) == decisions(runs[0]) for r in runs[1:])
         costs = [charged(*cost_to_target([(t.iterations, t.best) for t in r], target)[:2]) for r in runs]
-        print(f"timing sensitivity ({PRIMARY}, seed 0 replayed {len(runs)} times, 2 at a time): {same} of "
+        print(f"timing sensitivity ({variant}, seed 0 replayed {len(runs)} times, 2 at a time): {same} of "
               f"{len(runs) - 1} repeats made the first replay's suggestions and stop rungs; costs {costs}")
 
     print(f"\n{'method':14s} {'seeds':>5s} {'reached':>7s} {'cost mean':>9s} {'median':>7s} {'min-max':>11s} "

@@ -42,12 +42,13 @@ class SweepOutcome:
     reopened: bool
     checkpoint: Path  # the winner's best checkpoint, copied locally
     results_dir: Path
-    oracle_macro_f1: float | None
+    oracle_macro_f1: float | None  # synthetic data: the severity oracle on the test ids
     seen_before: int = 0  # earlier looks at this test set by other studies or entry points
     test_counts: dict[str, int] = field(default_factory=dict)  # test sequences per class
     deferred: bool = False  # no look here: the study's last stage opens the test
     final_stage: str = ""  # for a study's last stage: which stage's model was tested
     model_uri: str = ""  # the tested model in the MLflow Model Registry (models:/<name>@champion)
+    oracle_val_macro_f1: float | None = None  # synthetic data: the severity oracle on the val ids
 
 
 def select_winner(context: SweepContext, results):
@@ -195,7 +196,8 @@ def outcome_of(context: SweepContext, selection: Selection, result=None, *, fina
         checkpoint=selection.checkpoint, results_dir=context.results_dir, oracle_macro_f1=context.oracle_macro_f1,
         seen_before=result.seen_before if result else 0,
         test_counts=result.test_set.class_counts if result and result.test_set else {},
-        deferred=result is None, final_stage=final_stage, model_uri=model_uri)
+        deferred=result is None, final_stage=final_stage, model_uri=model_uri,
+        oracle_val_macro_f1=context.oracle_val_macro_f1)
 
 
 def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, defer_test: bool = False
@@ -226,6 +228,12 @@ def choose_final(baseline_val: float, finetune_val: float) -> str:
     return "finetune" if finetune_val > baseline_val else "baseline"
 
 
+def _with_ci(metrics: dict[str, float], key: str) -> str:
+    """`0.6942 [95 % CI 0.55, 0.83]` from the lockbox's bootstrap interval over test sequences."""
+    value, low, high = (metrics.get(k, float("nan")) for k in (key, f"{key}/ci_low", f"{key}/ci_high"))
+    return f"{value:.4f}" if math.isnan(low) else f"{value:.4f} [95 % CI {low:.2f}, {high:.2f}]"
+
+
 def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
     metric = context.profile.metric
     label = "REOPENED test (not a clean one-shot estimate)" if outcome.reopened else "one-shot test"
@@ -240,20 +248,28 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
         print()
         print(board[columns].to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
     print()
+    # Every number is printed beside what was measured on the same ids: val beside val's oracle, test with its
+    # interval, its class counts and test's oracle (synthetic data; the oracles differ between the two sets).
     print(f"sweep {context.name}: winner {outcome.trial_id} selected on val")
+    val_oracle = (f"   (severity oracle on these val ids: {outcome.oracle_val_macro_f1:.4f})"
+                  if outcome.oracle_val_macro_f1 is not None else "")
     print(f"  val  {metric}: {outcome.val.get(metric, float('nan')):.4f}   "
-          f"val accuracy: {outcome.val.get('val/accuracy', float('nan')):.4f}")
+          f"val accuracy: {outcome.val.get('val/accuracy', float('nan')):.4f}{val_oracle}")
+    print("        (the best of many evaluations on a small val set: biased upwards, not an estimate)")
     if outcome.deferred:
         print("  test: no look in this stage (a study opens its test set once, after its last stage)")
     else:
         stage = f" of the {outcome.final_stage} model" if outcome.final_stage else ""
-        print(f"  {label}{stage}: macro-F1 {outcome.test.get('test/macro_f1', float('nan')):.4f}  "
-              f"accuracy {outcome.test.get('test/accuracy', float('nan')):.4f}")
+        print(f"  {label}{stage}: macro-F1 {_with_ci(outcome.test, 'test/macro_f1')}  "
+              f"accuracy {_with_ci(outcome.test, 'test/accuracy')}")
+        if outcome.test_counts:
+            counts = " / ".join(f"{n} {c}" for c, n in outcome.test_counts.items())
+            oracle = (f"; severity oracle on these test ids: {outcome.oracle_macro_f1:.4f}"
+                      if outcome.oracle_macro_f1 is not None else "")
+            print(f"        on {sum(outcome.test_counts.values())} test sequences ({counts}){oracle}")
         if outcome.seen_before:
             print(f"  note: this test set had been looked at {outcome.seen_before} time(s) before this study "
                   "(by other sweeps or scolio eval; `scolio audit` lists them): not a first look")
         if outcome.model_uri:
             print(f"  model: {outcome.model_uri}   (mlflow.pyfunc.load_model(uri).predict([poses, ...]))")
-    if outcome.oracle_macro_f1 is not None:
-        print(f"  synthetic data oracle ceiling (macro-F1 from the latent severity): {outcome.oracle_macro_f1:.4f}")
     print(f"  results: {outcome.results_dir}/   MLflow: {context.tracking_uri} (parent run {outcome.parent_run_id})")

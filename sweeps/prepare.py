@@ -35,9 +35,10 @@ class SweepContext:
     storage_path: str
     results_dir: Path
     work_dir: Path
-    oracle_macro_f1: float | None
+    oracle_macro_f1: float | None  # synthetic data: the severity oracle on this split's test ids
     lifecycle: object  # sweeps.tracking.MLflowLifecycle (imported with Ray, after the data checks)
     shared_data: bool = True
+    oracle_val_macro_f1: float | None = None  # ... and on its val ids: what a val number is compared with
 
     @property
     def trainval(self) -> TrainValSplit:
@@ -100,21 +101,27 @@ def check_tracking_uri(tracking_uri: str) -> None:
         raise ConfigError(f"MLflow tracking URI {tracking_uri} is not usable: {exc}") from None
 
 
-def resolve_data(profile: SweepProfile, settings: SweepSettings) -> tuple[SweepProfile, float | None]:
-    """The profile with `data.root` (and `data.partition` when given) fixed, and the synthetic data's
-    oracle macro-F1 (None for real data)."""
+def resolve_data(profile: SweepProfile, settings: SweepSettings) -> SweepProfile:
+    """The profile with `data.root` (and `data.partition` when given) fixed."""
     fixed = dict(profile.fixed)
-    oracle = None
     if settings.data_root:
         root = Path(settings.data_root).expanduser().resolve()
     else:
         root = synthetic_root(profile.synth, Path(settings.cache_dir) if settings.cache_dir else None)
-        oracle = json.loads((root / "synth_meta.json").read_text()).get("oracle_macro_f1")
     fixed["data.root"] = str(root)
     if settings.partition:
         given = Path(settings.partition).expanduser()
         fixed["data.partition"] = str(given.resolve()) if given.exists() else settings.partition
-    return profile.replace(fixed=fixed), oracle
+    return profile.replace(fixed=fixed)
+
+
+def split_oracles(profile: SweepProfile, split: Split) -> tuple[float | None, float | None]:
+    """(val, test) severity-oracle macro-F1 of a synthetic stand-in on this split's own ids; None for real data.
+    Each ceiling goes beside the number measured on the same ids."""
+    from scolio_core.data.synth import oracle_macro_f1
+
+    root = profile.base_config().data.root
+    return oracle_macro_f1(root, split.val), oracle_macro_f1(root, split.test)
 
 
 def check_data(profile: SweepProfile) -> Split:
@@ -149,15 +156,17 @@ def parent_params(profile: SweepProfile, kind: str) -> dict[str, object]:
     return params
 
 
-def parent_tags(profile: SweepProfile, split: Split, kind: str, oracle: float | None) -> dict[str, str]:
+def parent_tags(profile: SweepProfile, split: Split, kind: str, oracles: tuple[float | None, float | None]
+                ) -> dict[str, str]:
     base = profile.base_config()
     tags = {schema.TAG_PROFILE: profile.name, schema.TAG_SELECTION_SPLIT: "val",
             schema.TAG_SPLIT_FINGERPRINT: split.fingerprint,
             schema.TAG_TRAINVAL_FINGERPRINT: split.trainval().fingerprint, schema.TAG_PARTITION: split.partition,
             schema.TAG_PARTITION_FILE: str(base.data.partition_path().resolve()),
             schema.TAG_DATA_ROOT: str(base.data.root), schema.TAG_KIND: kind}
-    if oracle is not None:
-        tags[schema.TAG_ORACLE_MACRO_F1] = f"{oracle:.4f}"
+    for tag, oracle in zip((schema.TAG_ORACLE_VAL_MACRO_F1, schema.TAG_ORACLE_MACRO_F1), oracles):
+        if oracle is not None:
+            tags[tag] = f"{oracle:.4f}"
     tags.update({f"{schema.TAG_MONITORING_PREFIX}{k}": str(v).lower() if isinstance(v, bool) else str(v)
                  for k, v in asdict(profile.monitoring).items()})
     return tags
@@ -167,8 +176,9 @@ def prepare_sweep(profile: SweepProfile, settings: SweepSettings, kind: str) -> 
     """Check data, tracking and storage before compute; start/attach Ray; set up the MLflow lifecycle."""
     name = settings.name or profile.name
     schema.quote(name, "sweep name")
-    profile, oracle = resolve_data(profile, settings)
+    profile = resolve_data(profile, settings)
     split = check_data(profile)
+    oracles = split_oracles(profile, split)
 
     from sweeps.engine import connect_ray
     from sweeps.storage import check_storage_path, count_alive_nodes
@@ -183,12 +193,12 @@ def prepare_sweep(profile: SweepProfile, settings: SweepSettings, kind: str) -> 
 
     trainval = split.trainval()  # trials log what they see: train and val with the split's fingerprint, never test
     lifecycle = MLflowLifecycle(tracking_uri, settings.experiment, name, metric=profile.metric, mode=profile.mode,
-                                params=parent_params(profile, kind), tags=parent_tags(profile, split, kind, oracle),
+                                params=parent_params(profile, kind), tags=parent_tags(profile, split, kind, oracles),
                                 budget=profile.evaluations_per_trial, searched=tuple(profile.search),
                                 datasets=split_refs(trainval.partition, trainval.fingerprint,
                                                     str(profile.base_config().data.root), trainval.train, trainval.val))
     work_dir = Path(storage_path) / name if "://" not in storage_path else Path.cwd() / ".scolio_work" / name
     return SweepContext(name=name, kind=kind, profile=profile, base_config=profile.base_config(), split=split,
                         tracking_uri=tracking_uri, experiment=settings.experiment, storage_path=storage_path,
-                        results_dir=Path(settings.results_dir) / name, work_dir=work_dir, oracle_macro_f1=oracle,
-                        lifecycle=lifecycle, shared_data=settings.shared_data)
+                        results_dir=Path(settings.results_dir) / name, work_dir=work_dir, oracle_macro_f1=oracles[1],
+                        lifecycle=lifecycle, shared_data=settings.shared_data, oracle_val_macro_f1=oracles[0])

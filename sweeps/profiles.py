@@ -134,6 +134,10 @@ def parse_distribution(spec: Any, where: str) -> Distribution:
 class Budget:
     num_samples: int = 8
     max_concurrent_trials: int = 2
+    # true: trials run in batches of max_concurrent_trials and early stopping compares only with earlier
+    # batches, so a re-run gives the same suggestions, stops and winner (sweeps/searchers.py); false: Ray's
+    # asynchronous ASHA, faster (no idle slots) but what it stops depends on the machine's timing.
+    reproducible: bool = True
 
     def validate(self, where: str) -> None:
         _at_least(where, "num_samples", self.num_samples, 1)

@@ -22,11 +22,12 @@ def short_trial_name(trial) -> str:
 
 
 def build_search(profile: SweepProfile):
-    """Seeded TPE over the conditional space (published defaults first) and ASHA on the sweep metric."""
+    """Seeded TPE over the conditional space (published defaults first) and successive halving on the sweep
+    metric: batched and timing-independent by default (`budget.reproducible`), Ray's ASHA otherwise."""
     import optuna
     from ray.tune.schedulers import ASHAScheduler
 
-    from sweeps.searchers import BudgetAwareOptunaSearch
+    from sweeps.searchers import BatchedSuccessiveHalving, BudgetAwareOptunaSearch
 
     # Trials ASHA stops reach Optuna as PRUNED with their intermediate values, not as COMPLETE low scores.
     searcher = BudgetAwareOptunaSearch(space=define_search_space(profile), metric=profile.metric, mode=profile.mode,
@@ -34,9 +35,16 @@ def build_search(profile: SweepProfile):
                                        sampler=optuna.samplers.TPESampler(seed=profile.seed, n_startup_trials=
                                                                           max(2, min(10, profile.num_samples // 3))),
                                        budget=profile.evaluations_per_trial)
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=profile.evaluations_per_trial,
-                              grace_period=int(profile.asha.grace_period),
-                              reduction_factor=float(profile.asha.reduction_factor))
+    if profile.budget.reproducible:
+        scheduler = BatchedSuccessiveHalving(metric=profile.metric, mode=profile.mode,
+                                             max_t=profile.evaluations_per_trial,
+                                             grace_period=int(profile.asha.grace_period),
+                                             reduction_factor=float(profile.asha.reduction_factor),
+                                             batch_size=profile.max_concurrent_trials)
+    else:
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=profile.evaluations_per_trial,
+                                  grace_period=int(profile.asha.grace_period),
+                                  reduction_factor=float(profile.asha.reduction_factor))
     return searcher, scheduler
 
 
@@ -91,7 +99,9 @@ def run_trials(context: SweepContext, trainable: Callable, *, search_alg=None, s
 
     profile = context.profile
     if search_alg is not None:
-        search_alg = ConcurrencyLimiter(search_alg, max_concurrent=profile.max_concurrent_trials)
+        # batch: the next trials are suggested only when the whole batch has finished (reproducible sweeps)
+        search_alg = ConcurrencyLimiter(search_alg, max_concurrent=profile.max_concurrent_trials,
+                                        batch=profile.budget.reproducible)
     tune_config = tune.TuneConfig(
         metric=profile.metric, mode=profile.mode, search_alg=search_alg, scheduler=scheduler,
         num_samples=num_samples or profile.num_samples,

@@ -403,8 +403,9 @@ class MLflowLifecycle(tune.Callback):
         if stopped_by == STOPPED_BY_STOPPER:
             return (f"Stopped {at} by the sweep's stop criterion. KILLED is MLflow's word for an early stop, "
                     "not a crash.")
-        return (f"Stopped early by the ASHA scheduler {at}: its {self.metric} was below the rung's cut-off. KILLED "
-                "is MLflow's word for an early stop, not a crash; its checkpoint and metrics are kept.")
+        return (f"Stopped early by the sweep's scheduler (successive halving) {at}: its {self.metric} was not "
+                "among the top of its rung. KILLED is MLflow's word for an early stop, not a crash; its checkpoint "
+                "and metrics are kept.")
 
     def _trial_budget(self, trial: Trial) -> float | None:
         if self.budget is None or isinstance(self.budget, (int, float)):

@@ -1,6 +1,6 @@
 """`scolio report`: results rebuilt from a real (sqlite) MLflow store written the way a sweep writes it.
 
-`make_sweep` builds a parent run + 4 child runs (FINISHED, KILLED by ASHA, FINISHED, FAILED) with
+`make_sweep` builds a parent run + 4 child runs (FINISHED, KILLED by early stopping, FINISHED, FAILED) with
 per-step val metrics, a checkpoint artifact with contract.json on the winner, and real lockbox ledger
 entries (scolio_core.tracking.ledger.ParentRunLog) on the parent. tests/test_audit.py reuses it.
 """
@@ -169,7 +169,7 @@ def test_leaderboard_rows_match_the_mlflow_record(store, tmp_path):
     best = trials.iloc[0]
     assert (best["best_step"], best["accuracy"]) == (3, pytest.approx(0.72))
     assert dict(zip(trials["trial_id"], trials["status"])) == {
-        "t1": "FINISHED", "t2": "KILLED by ASHA", "t3": "FINISHED", "t4": "FAILED"}
+        "t1": "FINISHED", "t2": "KILLED by early stopping", "t3": "FINISHED", "t4": "FAILED"}
     # the searched params come from the parent's search.<key> params, not from all 50+ config params
     assert {"input.representation", "input.sigma", "train.lr"} <= set(board.columns)
     assert "model.width" not in board.columns
@@ -205,8 +205,8 @@ def test_report_writes_plots_and_summary(store, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = paths.summary_md.read_text()
     assert "# Sweep clean" in summary and "one-shot test" in summary and "95 % CI" in summary
-    assert "FINISHED: 2" in summary and "KILLED by ASHA: 1" in summary and "FAILED: 1" in summary
-    assert "oracle macro-F1 ceiling (synthetic data): 0.91" in summary
+    assert "FINISHED: 2" in summary and "KILLED by early stopping: 1" in summary and "FAILED: 1" in summary
+    assert "severity-oracle macro-F1 on the test ids (synthetic data; the ceiling a test number is compared with): 0.91" in summary
     assert "VERDICT: CLEAN" in summary
     table = paths.leaderboard_md.read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # minus the header

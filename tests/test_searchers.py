@@ -33,3 +33,57 @@ def test_early_stopped_trials_reach_optuna_as_pruned_with_their_intermediate_val
     searcher.suggest("crashed")
     searcher.on_trial_complete("crashed", None, error=True)
     assert searcher._ot_study.get_trials(deepcopy=False)[-1].state == optuna.trial.TrialState.FAIL  # noqa: SLF001
+
+
+def test_batched_halving_compares_only_with_earlier_batches_so_arrival_order_cannot_matter():
+    from ray.tune.schedulers import TrialScheduler
+
+    from sweeps.searchers import BatchedSuccessiveHalving
+
+    def run(order: list[tuple[str, int, float]]) -> dict[str, str]:
+        scheduler = BatchedSuccessiveHalving(metric="val/macro_f1", mode="max", max_t=6, grace_period=2,
+                                             reduction_factor=2, batch_size=2)
+        assert scheduler.rungs == [2, 4]
+        for trial_id in ("a", "b", "c", "d"):  # suggestion order: batches {a, b} and {c, d}
+            scheduler.on_trial_add(None, type("T", (), {"trial_id": trial_id})())
+        stops = {}
+        for trial_id, step, value in order:
+            if trial_id in stops:
+                continue
+            if scheduler.decide(trial_id, {"val/macro_f1": value, "training_iteration": step}) == TrialScheduler.STOP:
+                stops[trial_id] = step
+        return stops
+
+    reports = {"a": [0.2, 0.5, 0.6, 0.6], "b": [0.4, 0.4, 0.45, 0.5], "c": [0.3, 0.45, 0.7, 0.7],
+               "d": [0.1, 0.3, 0.3, 0.35]}
+
+    def interleave(first: str, second: str) -> list[tuple[str, int, float]]:
+        rows = []
+        for step in range(4):
+            rows += [(t, step + 1, reports[t][step]) for t in (first, second)]
+        return rows
+
+    # The first batch is never stopped; c and d are compared with a and b at each rung by their best so far,
+    # and the top ceil(3 / 2) = 2 of the three go on: at rung 2, c's 0.45 is second (a 0.5, b 0.4), d's 0.3 third.
+    expected = {"d": 2}
+    assert run(interleave("a", "b") + interleave("c", "d")) == expected
+    assert run(interleave("b", "a") + interleave("d", "c")) == expected  # another arrival order, same stops
+    # A replayed result after a restore does not decide again.
+    assert run(interleave("a", "b") + interleave("c", "d") + [("c", 2, 0.0)]) == expected
+    # A tie goes to the earlier trial: d tying b's 0.4 at rung 2 is third of three, so it stops.
+    reports["d"] = [0.4, 0.4, 0.9, 0.9]
+    assert run(interleave("a", "b") + interleave("c", "d")) == {"d": 2}
+    reports["b"] = [0.3, 0.39, 0.4, 0.4]  # b just below d at rung 2: now d is second of three and goes on
+    assert run(interleave("a", "b") + interleave("c", "d")) == {}
+
+
+def test_a_profile_can_opt_out_of_reproducible_scheduling_for_rays_asha():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from sweeps.profiles import apply_overrides
+    from sweeps.searchers import BatchedSuccessiveHalving
+
+    profile = load_profile("smoke")
+    assert profile.budget.reproducible and isinstance(build_search(profile)[1], BatchedSuccessiveHalving)
+    fast = profile.replace(budget=type(profile.budget)(num_samples=5, max_concurrent_trials=2, reproducible=False))
+    assert isinstance(build_search(apply_overrides(fast))[1], ASHAScheduler)

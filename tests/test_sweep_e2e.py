@@ -5,6 +5,7 @@ data lineage, an idempotent re-run, and a finetune sweep from its winner."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,8 +89,13 @@ def test_one_shot_test_recorded_once_on_the_winner_selected_by_val(sweep):
     assert best_val[winner] == max(best_val.values())
     assert 0.0 <= parent["metrics.test/macro_f1"] <= 1.0
     assert not any(c.startswith("metrics.test/") and pd.notna(v) for c, v in children.iloc[0].items())
-    assert "one-shot test: macro-F1" in done.stdout
-    assert "oracle ceiling" in done.stdout
+    assert "one-shot test: macro-F1" in done.stdout and "[95 % CI " in done.stdout
+    # Each ceiling is printed beside the number measured on the same ids, and both are on the parent.
+    val_oracle, test_oracle = (parent[f"tags.{tag}"] for tag in (schema.TAG_ORACLE_VAL_MACRO_F1,
+                                                                  schema.TAG_ORACLE_MACRO_F1))
+    assert f"severity oracle on these val ids: {val_oracle}" in done.stdout
+    assert f"severity oracle on these test ids: {test_oracle}" in done.stdout
+    assert re.search(r"on \d+ test sequences \(\d+ negative / \d+ neutral / \d+ positive\)", done.stdout)
 
 
 def test_results_agree_with_mlflow(sweep):
@@ -109,7 +115,7 @@ def test_results_agree_with_mlflow(sweep):
     for _, row in trials.iterrows():
         history = client.get_metric_history(row["run_id"], "val/macro_f1")
         assert row["macro_f1"] == pytest.approx(max(m.value for m in history)), row["run_id"]
-        # the run's MLflow status, with who stopped it when someone did ("KILLED by ASHA")
+        # the run's MLflow status, with who stopped it when someone did ("KILLED by early stopping")
         assert row["status"].split()[0] == children.set_index("run_id").at[row["run_id"], "status"]
     assert trials["macro_f1"].is_monotonic_decreasing
     # ... then exactly one test row: the selected winner, with the parent's test score.
@@ -302,11 +308,19 @@ def _look_experiments(workdir: Path):
 
 
 def test_a_two_stage_study_on_the_same_store_looks_once_after_the_finetune_and_lists_earlier_looks(sweep):
-    """(d) and (e) in one run, to spare CI a sweep: a new study name on the same store and test set."""
+    """(d) and (e) in one run, to spare CI a sweep: a new study name on the same store and test set. Its first
+    stage is also the smoke sweep again (same profile, seed and data, default concurrency), so it must make the
+    same suggestions and stop decisions and rank the same trials as the fixture's sweep: reproducible."""
     workdir, _ = store_of(sweep)
-    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--num-samples", "3", "--name", "st",
+    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--name", "st",
                      "--finetune-profile", "finetune_smoke")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    same = ["rank", "status", "input.representation", "input.sigma", "input.joint_weight", "loss.class_weighting",
+            "macro_f1", "accuracy", "iterations"]
+    boards = [pd.read_csv(workdir / "results" / name / "leaderboard.csv") for name in ("e2e", "st")]
+    first, again = (board[board["split"] == "val"][same].reset_index(drop=True) for board in boards)
+    pd.testing.assert_frame_equal(first, again)
+    assert (first["status"] != "FINISHED").any()  # some trials were stopped early, identically in both
     baseline, finetune = parent_tags(workdir, "st"), parent_tags(workdir, "st-finetune")
     assert baseline[schema.TAG_TEST_DEFERRED] == "true" and finetune[schema.TAG_STUDY] == "st"
     final_parent = baseline[schema.TAG_STUDY_FINAL_PARENT]

@@ -131,6 +131,12 @@ def test_severity_separates_classes_on_average(release) -> None:
     expected = f1_score(y_true, y_oracle, labels=[0, 1, 2], average="macro", zero_division=0)
     assert summary.oracle_macro_f1 == pytest.approx(expected, abs=1e-6)
     assert 0.4 < summary.oracle_macro_f1 < 1.0
+    # The same ceiling for any id set (what a sweep prints beside val and beside test): the same on test ids.
+    from scolio_core.data.synth import oracle_macro_f1
+
+    test_ids = [i for i, m in meta["sequences"].items() if m["side"] == "test"]
+    assert oracle_macro_f1(out, test_ids) == pytest.approx(summary.oracle_macro_f1, abs=1e-6)
+    assert oracle_macro_f1(out, test_ids + ["99999"]) is None and oracle_macro_f1(out / POSE, test_ids) is None
 
 
 def test_deterministic_for_a_seed(tmp_path: Path, release) -> None:

@@ -140,6 +140,24 @@ def partition_filename(train_ratio: tuple[int, int, int]) -> str:
     return f"Scoliosis1K_{''.join(str(r) for r in train_ratio)}.json"
 
 
+def oracle_macro_f1(root: str | Path, ids: list[str] | tuple[str, ...]) -> float | None:
+    """Macro-F1 of classifying `ids` by their noiseless latent severity: the stand-in's ceiling *on those ids*
+    (a val set and a test set have different ceilings). None when `root` is not a stand-in or holds none of
+    the ids."""
+    meta_path = Path(root) / "synth_meta.json"
+    if not meta_path.is_file() or not ids:
+        return None
+    meta = json.loads(meta_path.read_text())
+    sequences = meta.get("sequences", {})
+    known = [i for i in ids if i in sequences]
+    if len(known) != len(ids):
+        return None
+    labels = [CLASS_NAMES.index(sequences[i]["class"]) for i in known]
+    thresholds = meta.get("severity_thresholds", SEVERITY_THRESHOLDS)
+    predicted = np.digitize([sequences[i]["severity"] for i in known], thresholds)
+    return float(f1_score(labels, predicted, labels=[0, 1, 2], average="macro", zero_division=0))
+
+
 def write_partition(root: str | Path, train_ratio: tuple[int, int, int], seed: int = 0) -> Path:
     """Another official-style partition of an existing stand-in: `Scoliosis1K_<ratio>.json` in `root`, with
     as many TRAIN_SET ids as the synthesis's own partition, drawn per class at `train_ratio` (at least

@@ -67,7 +67,7 @@ class Trial:
         if status == "KILLED":
             stopped = self.run.data.tags.get(schema.TAG_STOPPED_BY)
             if stopped == schema.STOPPED_BY_SCHEDULER:
-                return "KILLED by ASHA"
+                return "KILLED by early stopping"
             return f"KILLED ({stopped or 'reason not recorded'})"
         return status
 
@@ -507,8 +507,12 @@ def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str) -> str:
              f"- profile: {record.tags.get(schema.TAG_PROFILE, 'not recorded')}; partition: "
              f"{record.tags.get(schema.TAG_PARTITION, 'not recorded')}",
              f"- searched: {', '.join(record.searched) or 'nothing recorded'}"]
+    if schema.TAG_ORACLE_VAL_MACRO_F1 in record.tags:
+        lines.append("- severity-oracle macro-F1 on the val ids (synthetic data; the ceiling a val number is "
+                     f"compared with): {record.tags[schema.TAG_ORACLE_VAL_MACRO_F1]}")
     if schema.TAG_ORACLE_MACRO_F1 in record.tags:
-        lines.append(f"- oracle macro-F1 ceiling (synthetic data): {record.tags[schema.TAG_ORACLE_MACRO_F1]}")
+        lines.append("- severity-oracle macro-F1 on the test ids (synthetic data; the ceiling a test number is "
+                     f"compared with): {record.tags[schema.TAG_ORACLE_MACRO_F1]}")
     lines += ["", "## Winner", ""]
     if winner is None:
         lines.append("No winner recorded.")
