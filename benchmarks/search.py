@@ -374,7 +374,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=[v for v in VARIANTS if v != "tpe (fifo)"],
                         choices=list(VARIANTS), help="methods to replay (%(default)s)")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="extra replays of the primary method's seed 0, to show timing sensitivity (%(default)s)")
+                        help="extra replays of seed 0 of asha+tpe and batched+tpe (when replayed), to show "
+                             "timing sensitivity (%(default)s)")
     parser.add_argument("--table", help="replay a record saved by --save (skips phase 1 and the real checks)")
     parser.add_argument("--save", help="write the phase-1 record (curves, times, real ASHA run) to this JSON")
     parser.add_argument("--cache-dir", help="where the synthetic data set is cached (default: the sweeps' cache)")

@@ -46,9 +46,11 @@ def trained(tmp_path_factory):
                   "--quiet", "--force")
     assert done.returncode == 0, done.stderr
     workdir = tmp_path_factory.mktemp("run")
+    # 100 of the config's 150 iterations (decay at 80): val macro-F1 0.57 against the 0.37 the test asks for,
+    # measured 2026-12-01; 16 s less of the suite's budget.
     done = scolio("train", "--config", str(REPO / "configs" / "train_cpu.yaml"), "--data-root", str(root),
                   "--workdir", str(workdir),
-                  "--set", "train.device=cpu")
+                  "--set", "train.device=cpu", "--set", "train.iterations=100", "--set", "train.milestones=[80]")
     assert done.returncode == 0, done.stdout + done.stderr
     return root, workdir, json.loads((workdir / "best.json").read_text())
 
