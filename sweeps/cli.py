@@ -39,6 +39,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, default_profile: str) -
                                             "(default: synthesise the stand-in into a cache)")
     parser.add_argument("--partition", help="partition JSON (absolute, or relative to the data root)")
     parser.add_argument("--num-samples", type=int, help="number of trials")
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a run's trials go and what it records: the flags every sweep script shares (sweeps/table.py too)."""
     parser.add_argument("--max-concurrent-trials", type=int)
     parser.add_argument("--gpus-per-trial", type=float)
     parser.add_argument("--cpus-per-trial", type=float)

@@ -40,7 +40,7 @@ from scolio_core.errors import ConfigError, LockboxError  # noqa: E402
 from scolio_core.tracking import schema  # noqa: E402
 from scolio_core.tracking.schema import DEFAULT_EXPERIMENT  # noqa: E402
 from scolio_core.training.metrics import CI_METRICS, metrics_from_confusion  # noqa: E402
-from sweeps.cli import SweepSettings, run_sweep_cli  # noqa: E402
+from sweeps.cli import SweepSettings, add_run_arguments, run_sweep_cli  # noqa: E402
 from sweeps.profiles import Choice, SweepProfile, apply_overrides, load_profile  # noqa: E402
 
 OFFICIAL_PARTITIONS = ("112", "114", "118", "1116")
@@ -367,8 +367,6 @@ def tag_table(tracking_uri: str, run_id: str, name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     recipe = parser.add_mutually_exclusive_group()
     recipe.add_argument("--recipe", default="table_demo",
@@ -384,22 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="Scoliosis1K root (default: the study's data, or the profile's "
                                             "synthetic stand-in with four partition files)")
     parser.add_argument("--partition-dir", help="folder holding Scoliosis1K_<p>.json (default: the data root)")
-    parser.add_argument("--max-concurrent-trials", type=int)
-    parser.add_argument("--gpus-per-trial", type=float)
-    parser.add_argument("--cpus-per-trial", type=float)
-    # MLflow's own convention: its standard variable is the default, a flag overrides it.
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db here)")
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
-    parser.add_argument("--storage-path", help="Tune storage (default: ./ray_results)")
-    parser.add_argument("--results-dir", default="results", help="where results/<name>/ is written")
-    parser.add_argument("--cache-dir", help="where the synthetic data set is cached")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a fixed field of the recipe, e.g. --set train.iterations=40")
-    parser.add_argument("--reopen-test", action="store_true",
-                        help="look at a partition's test set again although its look is recorded (labelled REOPENED)")
-    parser.add_argument("--no-shared-data", action="store_true", help="every trial loads train/val itself")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_run_arguments(parser)
     return run_sweep_cli(run_table, parser.parse_args(argv), "partition table")
 
 
