@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from scolio_core.tracking import schema
 from scolio_core.tracking.ledger import MlflowLedger
 from sweeps.finish import choose_final
+from sweeps.profiles import load_profile
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -366,3 +367,21 @@ def test_trial_runs_carry_system_metrics_at_the_steps_of_their_reports(sweep):
         assert all(0.0 < m.value <= 100.0 for m in cpu)  # a training trial's node is never idle over a window
         assert 0.0 < child["metrics.system/system_memory_usage_percentage"] <= 100.0
         assert child["metrics.system/system_memory_usage_megabytes"] > 0
+
+
+def test_a_partition_table_can_retrain_what_the_sweep_selected(sweep):
+    """sweeps/table.py --from-sweep e2e: the recipe is the selected trial's configuration (from its checkpoint's
+    contract), with no search, no seed, no partition; the sweep's profile gives the rest."""
+    from sweeps.table import recipe_from_study
+
+    workdir, _ = sweep
+    children, parent = runs_of(workdir, "e2e")
+    selected = children[children["run_id"] == parent["tags.scolio.selected_run_id"]].iloc[0]
+    profile, data_root = recipe_from_study("e2e", f"sqlite:///{workdir / 'mlflow.db'}", "scoliotune")
+    assert not profile.search and "train.seed" not in profile.fixed and "data.partition" not in profile.fixed
+    assert data_root == parent["tags.scolio.data_root"] and profile.synth == load_profile("smoke").synth
+    config = profile.base_config()
+    assert config.input.representation == selected["params.input.representation"]
+    assert str(config.loss.class_weighting) == selected["params.loss.class_weighting"]
+    if config.input.modality == "pose":
+        assert config.input.sigma == pytest.approx(float(selected["params.input.sigma"]))

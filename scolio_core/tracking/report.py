@@ -271,10 +271,14 @@ def leaderboard(record: SweepRecord) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["trial_id", "run_id", "split", "status", *record.searched, "macro_f1",
                                         "accuracy", "best_step", "iterations", "evaluations"])
     result, winner = winner_test_result(record), record.winner()
-    # Among tied trials the selected one is listed first, so rank 1 is the winner whenever it can be.
+    # Among tied trials the selected one is listed first, so rank 1 is the winner whenever it can be; other ties
+    # go by the earlier best evaluation, then by the configuration itself (not by run ids or start times, which
+    # differ between re-runs of the same sweep).
     frame["_selected"] = frame["run_id"] == (winner.run_id if winner else None)
-    frame = frame.sort_values(["macro_f1", "_selected"], ascending=False, na_position="last", kind="stable")
-    frame = frame.drop(columns="_selected")
+    frame["_config"] = [repr([trial.params.get(name) for name in record.searched]) for trial in record.trials]
+    frame = frame.sort_values(["macro_f1", "_selected", "best_step", "_config"], ascending=[False, False, True, True],
+                              na_position="last", kind="stable")
+    frame = frame.drop(columns=["_selected", "_config"])
     frame.insert(0, "rank", range(1, len(frame) + 1))
     if result is not None:
         metrics = result["metrics"]
