@@ -1,6 +1,6 @@
 """What the orchestration costs: one fixed trial as a bare loop vs as a Tune trial with MLflow tracking.
 
-Run: python benchmarks/overhead.py                  # ~2 min on 2 CPU cores: demo profile, 50 iterations
+Run: python benchmarks/overhead.py                  # ~5 min on 2 CPU cores: demo profile, 50 iterations
      python benchmarks/overhead.py --iterations 150 # the demo's full trial length
 
 The same config (the demo profile's first point: body-only maps, sigma 4; fixed seed and iterations) runs
@@ -8,7 +8,9 @@ The same config (the demo profile's first point: body-only maps, sigma 4; fixed 
  2. tuned: one trial of `trainables.baseline.train_baseline` through `sweeps.engine.run_or_restore` (a
     private local Ray, 1 CPU per trial), with `sweeps.tracking.MLflowLifecycle` logging to a temporary
     sqlite store and checkpoints every `train.eval_every` iterations (the profile's frequency) persisted
-    by Tune and the best one uploaded to MLflow at the end, as a sweep does.
+    by Tune and the best one uploaded to MLflow at the end, as a sweep does;
+ 3. a run of `--trials` such trials one after another, each in a new worker process and then with reused
+    actors (`reuse_actors`, what sweeps/run.py sets): the fixed cost each trial pays beyond the bare loop.
 Steady state compares the loop's own `train/step_seconds` (mean step time per evaluation window; the first
 window holds the warm-up and is dropped). The fixed cost is reported separately: Ray start-up, and the
 rest of the tuned wall time that the per-step difference does not explain (worker start, data load in
@@ -62,7 +64,8 @@ def run_bare(config: ExperimentConfig) -> dict:
     return {"wall": time.perf_counter() - start, "windows": windows}
 
 
-def run_tuned(config: ExperimentConfig, scratch: Path) -> dict:
+def run_tuned(config: ExperimentConfig, scratch: Path, trials: int = 1, reuse_actors: bool = False,
+              name: str = "overhead") -> dict:
     import ray
     from ray import tune
 
@@ -78,11 +81,14 @@ def run_tuned(config: ExperimentConfig, scratch: Path) -> dict:
     tracking_uri = f"sqlite:///{scratch / 'mlflow.db'}"
     callback = MLflowLifecycle(tracking_uri, "overhead-benchmark", "overhead", metric="val/macro_f1", mode="max",
                                budget=config.train.iterations // config.train.eval_every)
-    tune_config = tune.TuneConfig(metric="val/macro_f1", mode="max", num_samples=1)
+    # `trials` identical trials one after another (1 CPU each, one at a time): with reuse_actors the second and
+    # later ones run in the first one's worker process, as sweeps/run.py runs them.
+    tune_config = tune.TuneConfig(metric="val/macro_f1", mode="max", num_samples=trials, max_concurrent_trials=1,
+                                  reuse_actors=reuse_actors)
     run_config = {"checkpoint_config": tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val/macro_f1",
                                                              checkpoint_score_order="max"), "verbose": 0}
     fit_start = time.perf_counter()
-    results = run_or_restore(tune.with_parameters(train_baseline, split=split), name="overhead",
+    results = run_or_restore(tune.with_parameters(train_baseline, split=split), name=name,
                              storage_path=str(scratch / "ray_results"),
                              param_space=config.for_trial().to_flat(),
                              tune_config=tune_config, run_config_kwargs=run_config, callbacks=[callback],
@@ -90,13 +96,16 @@ def run_tuned(config: ExperimentConfig, scratch: Path) -> dict:
     fit_wall = time.perf_counter() - fit_start
     history = results[0].metrics_dataframe
     windows = [float(v) for v in history["train/step_seconds"]]
+    pids = {int(r.metrics_dataframe["pid"].iloc[0]) for r in results if "pid" in r.metrics_dataframe}
     ray.shutdown()
-    return {"ray_start": ray_start, "wall": fit_wall, "windows": windows}
+    return {"ray_start": ray_start, "wall": fit_wall, "windows": windows, "processes": len(pids)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=50, help="optimiser steps per trial (%(default)s)")
+    parser.add_argument("--trials", type=int, default=4,
+                        help="trials in a row for the per-trial fixed cost, with and without actor reuse (%(default)s)")
     args = parser.parse_args()
     config = trial_config(args.iterations)
     evals = -(-args.iterations // config.train.eval_every)
@@ -105,6 +114,14 @@ def main() -> None:
     bare = run_bare(config)
     with tempfile.TemporaryDirectory(prefix="scolio-ovh-") as scratch:
         tuned = run_tuned(config, Path(scratch))
+    # Per-trial fixed cost over a run of trials: (fit wall - trials x bare wall) / trials, fresh processes vs
+    # reused actors (what a sweep's trials pay after its first).
+    runs = {}
+    for reuse in (False, True):
+        with tempfile.TemporaryDirectory(prefix="scolio-ovh-") as scratch:
+            runs[reuse] = run_tuned(config, Path(scratch), trials=args.trials, reuse_actors=reuse,
+                                    name=f"overhead-{'reuse' if reuse else 'fresh'}")
+    per_trial = {reuse: (run["wall"] - args.trials * bare["wall"]) / args.trials for reuse, run in runs.items()}
     step_bare, step_tuned = steady_step(bare["windows"]), steady_step(tuned["windows"])
     ratio = step_tuned / step_bare
     fixed = tuned["wall"] - bare["wall"] - args.iterations * (step_tuned - step_bare)
@@ -116,8 +133,15 @@ def main() -> None:
     print(f"steady-state per-step ratio Tune/bare: {ratio:.3f} (goal <= 1.05)")
     print(f"fixed cost of the Tune trial beyond the per-step difference: {fixed:.1f} s "
           f"(+ {tuned['ray_start']:.1f} s Ray start-up once per sweep)")
-    print(f"SUMMARY overhead: steady-state step ratio {ratio:.3f} (goal 1.05); fixed cost {fixed:.1f} s per trial "
-          f"+ {tuned['ray_start']:.1f} s Ray start-up per sweep")
+    for reuse, run in runs.items():
+        print(f"{args.trials} trials in a row, {'reused actors' if reuse else 'a new process each'}: fit wall "
+              f"{run['wall']:.1f} s in {run['processes']} worker process(es); fixed cost per trial "
+              f"{per_trial[reuse]:.1f} s beyond the bare loop's wall (negative: the trial skipped work the bare "
+              "loop pays every time, such as its own data load)")
+    print(f"SUMMARY overhead: steady-state step ratio {ratio:.3f} (goal 1.05); fixed cost {fixed:.1f} s for a lone "
+          f"trial + {tuned['ray_start']:.1f} s Ray start-up per sweep; per trial in a run of {args.trials}: "
+          f"{per_trial[True]:.1f} s with reused actors (the sweeps' setting; goal <= 2) vs {per_trial[False]:.1f} s "
+          "with a new process each")
 
 
 if __name__ == "__main__":
