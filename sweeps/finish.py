@@ -126,6 +126,16 @@ def select(context: SweepContext, results) -> Selection:
     return Selection(trial_id=trial_id, val=val, checkpoint=local, parent_run_id=parent)
 
 
+def test_config(context: SweepContext, checkpoint):
+    """The checkpoint's own config pointed at the sweep's data (trials' contracts hold no partition or root)."""
+    data = context.base_config.data
+    return checkpoint.config.replace(**{"data.root": data.root, "data.partition": data.partition,
+                                        "data.pose_dir": data.pose_dir, "data.silhouette_dir": data.silhouette_dir})
+
+
+test_config.__test__ = False  # not a pytest test
+
+
 def open_test(context: SweepContext, checkpoint_dir: Path, *, study: str, mirror_run_id: str, reopen_test: bool):
     """The study's one look at the test set with the checkpoint in `checkpoint_dir`, mirrored on the parent
     run `mirror_run_id`; a re-run reuses the recorded look. Returns the lockbox's result."""
@@ -134,9 +144,7 @@ def open_test(context: SweepContext, checkpoint_dir: Path, *, study: str, mirror
     from scolio_core.training.checkpoint import read_checkpoint
 
     winner = read_checkpoint(checkpoint_dir)
-    data = context.base_config.data
-    config = winner.config.replace(**{"data.root": data.root, "data.partition": data.partition,
-                                      "data.pose_dir": data.pose_dir, "data.silhouette_dir": data.silhouette_dir})
+    config = test_config(context, winner)
     # The test set's ledger lives in this tracking store and is shared with every other entry point.
     result = evaluate_test_once(winner, config, context.split, MlflowLedger(context.tracking_uri), study=study,
                                 entry_point=f"sweeps/{context.kind}.py", reopen=reopen_test,

@@ -156,7 +156,7 @@ def run_partition(profile: SweepProfile, settings: SweepSettings, token: str, se
     from scolio_core.evaluation.lockbox import evaluate_models_once
     from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
     from scolio_core.training.checkpoint import read_checkpoint
-    from sweeps.finish import best_checkpoint
+    from sweeps.finish import best_checkpoint, test_config
     from sweeps.prepare import prepare_sweep
     from sweeps.run import run_trials, trial_param_space
     from trainables.baseline import train_baseline
@@ -183,10 +183,7 @@ def run_partition(profile: SweepProfile, settings: SweepSettings, token: str, se
     missing = sorted(set(seeds) - set(val))
     if missing:
         raise LockboxError(f"partition {token}: no result for seed(s) {missing}")
-    data = context.base_config.data
-    first = next(iter(checkpoints.values()))
-    config = first.config.replace(**{"data.root": data.root, "data.partition": data.partition,
-                                     "data.pose_dir": data.pose_dir, "data.silhouette_dir": data.silhouette_dir})
+    config = test_config(context, next(iter(checkpoints.values())))  # the seeds differ only in train.seed
     look = evaluate_models_once(checkpoints, config, context.split, MlflowLedger(context.tracking_uri),
                                 study=context.name, entry_point="sweeps/table.py", reopen=settings.reopen_test,
                                 mirror=ParentRunLog(context.tracking_uri, context.parent_run_id))
