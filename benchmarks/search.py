@@ -276,7 +276,8 @@ def run_search(variant: str, seed: int, profile: SweepProfile, trainable, storag
         searcher = OptunaSearch(space=define_search_space(profile), metric=metric, mode=mode,
                                 sampler=optuna.samplers.RandomSampler(seed=seed))
     else:
-        searcher, scheduler = build_search(profile)
+        # the record's rungs (2 and 6) fall before its lr decay: replayed as recorded, to compare
+        searcher, scheduler = build_search(profile, allow_rungs_before_decay=True)
         if kind == "tpe":
             scheduler = None
     log = TrialLog(profile.evaluations_per_trial)

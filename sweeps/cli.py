@@ -39,6 +39,10 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, default_profile: str) -
                                             "(default: synthesise the stand-in into a cache)")
     parser.add_argument("--partition", help="partition JSON (absolute, or relative to the data root)")
     parser.add_argument("--num-samples", type=int, help="number of trials")
+    parser.add_argument("--confirm-candidates", type=int, metavar="K",
+                        help="re-train the top K configurations by val with new seeds before selection "
+                             "(default: the profile's confirm.candidates; 0: select the search's best trial)")
+    parser.add_argument("--confirm-seeds", type=int, metavar="R", help="new training seeds per candidate")
     add_run_arguments(parser)
 
 
@@ -76,7 +80,9 @@ def profile_from_args(args: argparse.Namespace) -> SweepProfile:
     """The profile named by --profile with the budget, resource and --set flags applied (all checked)."""
     return apply_overrides(load_profile(args.profile), num_samples=getattr(args, "num_samples", None),
                            max_concurrent_trials=args.max_concurrent_trials, gpus_per_trial=args.gpus_per_trial,
-                           cpus_per_trial=args.cpus_per_trial, fixed=parse_assignments(args.set))
+                           cpus_per_trial=args.cpus_per_trial, fixed=parse_assignments(args.set),
+                           confirm_candidates=getattr(args, "confirm_candidates", None),
+                           confirm_seeds=getattr(args, "confirm_seeds", None))
 
 
 def run_sweep_cli(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace, label: str) -> int:

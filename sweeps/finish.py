@@ -10,6 +10,7 @@ the two on the same val ids (`choose_final`) and tests the better one.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -30,6 +31,7 @@ class Selection:
     val: dict[str, float]  # the winner's val metrics at its best evaluation
     checkpoint: Path  # the winner's best checkpoint, copied locally
     parent_run_id: str  # the sweep whose winner it is
+    confirmation: object | None = None  # sweeps.confirm.ConfirmationRecord when the candidates were confirmed
 
 
 @dataclass(frozen=True)
@@ -49,31 +51,40 @@ class SweepOutcome:
     final_stage: str = ""  # for a study's last stage: which stage's model was tested
     model_uri: str = ""  # the tested model in the MLflow Model Registry (models:/<name>@champion)
     oracle_val_macro_f1: float | None = None  # synthetic data: the severity oracle on the val ids
+    confirmation: object | None = None  # sweeps.confirm.ConfirmationRecord when the candidates were confirmed
 
 
-def select_winner(context: SweepContext, results):
-    """Best trial and its best checkpoint, by the sweep's *validation* metric over all reports.
+def ranked_trials(context: SweepContext, results) -> list:
+    """The trials that reported a finite sweep metric, best first by their best value over all reports.
 
-    Ties are broken by trial id (trials) and by the earliest evaluation (checkpoints), so a re-run of the
-    same sweep (a restored ResultGrid may list trials in another order) selects the same checkpoint.
+    Ties (frequent at the floor: a model that predicts one class scores the same in every trial) go to the
+    earlier best evaluation, then by the searched values themselves: never by Ray's trial ids or by timing,
+    which differ between two runs of the same sweep, so the same profile and seed select the same configuration.
     """
     metric, mode = context.profile.metric, context.profile.mode
     sign = 1.0 if mode == "max" else -1.0
     scored = []
     for result in results:
         history = result.metrics_dataframe
-        if result.error is not None and (history is None or history.empty):
+        if history is None or history.empty or metric not in history:
             continue
-        if history is None or metric not in history:
-            continue
-        values = [float(v) for v in history[metric] if isinstance(v, (int, float)) and math.isfinite(v)]
+        values = [(sign * float(v), position) for position, v in enumerate(history[metric])
+                  if isinstance(v, (int, float)) and math.isfinite(v)]
         if values:
-            scored.append((-sign * max(sign * v for v in values), str(result.metrics.get("trial_id", result.path)),
-                           result))
-    if not scored:
-        raise LockboxError(f"sweep {context.name}: no trial reported a finite {metric}")
-    best = min(scored, key=lambda item: item[:2])[2]
-    checkpoint, val = best_checkpoint(best, metric, mode)
+            best, at = max(values, key=lambda item: (item[0], -item[1]))
+            searched = json.dumps({k: result.config.get(k) for k in sorted(context.profile.search)}, default=str)
+            scored.append(((-best, at, searched, str(result.metrics.get("trial_id", result.path))), result))
+    return [result for _, result in sorted(scored, key=lambda item: item[0])]
+
+
+def select_winner(context: SweepContext, results):
+    """Best trial and its best checkpoint, by the sweep's *validation* metric over all reports (the earliest
+    evaluation on a tie, so a re-run selects the same checkpoint)."""
+    ranked = ranked_trials(context, results)
+    if not ranked:
+        raise LockboxError(f"sweep {context.name}: no trial reported a finite {context.profile.metric}")
+    best = ranked[0]
+    checkpoint, val = best_checkpoint(best, context.profile.metric, context.profile.mode)
     if checkpoint is None:
         raise LockboxError(f"sweep {context.name}: the best trial has no checkpoint to test")
     return best, checkpoint, val
@@ -94,14 +105,19 @@ def best_checkpoint(result, metric: str, mode: str):
     return checkpoint, val
 
 
-def select(context: SweepContext, results) -> Selection:
-    """The winner on val, its checkpoint copied next to the sweep, and the selection tagged on the parent."""
+def select(context: SweepContext, results, confirmed=None) -> Selection:
+    """The winner on val, its checkpoint copied next to the sweep, and the selection tagged on the parent.
+    With a confirmation (sweeps/confirm.py) the winner is the model its declared rule names, not the search's
+    best trial."""
     from mlflow.tracking import MlflowClient
 
     errors = [r for r in results if r.error is not None]
     if errors:
         print(f"{len(errors)} trial(s) failed; selecting among the others", file=sys.stderr)
-    best, checkpoint, val = select_winner(context, results)
+    if confirmed is not None:
+        best, checkpoint, val = confirmed.tested_result, confirmed.tested_checkpoint, confirmed.tested_val
+    else:
+        best, checkpoint, val = select_winner(context, results)
     trial_id = best.metrics.get("trial_id") or Path(best.path).name
     local = context.work_dir / "winner_checkpoint"
     shutil.rmtree(local, ignore_errors=True)
@@ -123,7 +139,8 @@ def select(context: SweepContext, results) -> Selection:
 
         now = int(time.time() * 1000)
         client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in selected.items()], synchronous=True)
-    return Selection(trial_id=trial_id, val=val, checkpoint=local, parent_run_id=parent)
+    return Selection(trial_id=trial_id, val=val, checkpoint=local, parent_run_id=parent,
+                     confirmation=confirmed.record if confirmed is not None else None)
 
 
 def test_config(context: SweepContext, checkpoint):
@@ -205,16 +222,17 @@ def outcome_of(context: SweepContext, selection: Selection, result=None, *, fina
         seen_before=result.seen_before if result else 0,
         test_counts=result.test_set.class_counts if result and result.test_set else {},
         deferred=result is None, final_stage=final_stage, model_uri=model_uri,
-        oracle_val_macro_f1=context.oracle_val_macro_f1)
+        oracle_val_macro_f1=context.oracle_val_macro_f1, confirmation=selection.confirmation)
 
 
-def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, defer_test: bool = False
-                 ) -> SweepOutcome:
-    """Select on val, then test once through the lockbox (or reuse the recorded test) unless the study's
-    test is deferred to its finetune stage; write results/."""
+def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, defer_test: bool = False,
+                 confirmed=None) -> SweepOutcome:
+    """Select on val (the confirmation's choice when `confirmed`, sweeps/confirm.py), then test once through the
+    lockbox (or reuse the recorded test) unless the study's test is deferred to its finetune stage; write
+    results/."""
     from mlflow.tracking import MlflowClient
 
-    selection = select(context, results)
+    selection = select(context, results, confirmed)
     client = MlflowClient(context.tracking_uri)
     client.set_tag(context.parent_run_id, schema.TAG_STUDY, context.name)
     result, model_uri = None, ""
@@ -263,7 +281,14 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
                   if outcome.oracle_val_macro_f1 is not None else "")
     print(f"  val  {metric}: {outcome.val.get(metric, float('nan')):.4f}   "
           f"val accuracy: {outcome.val.get('val/accuracy', float('nan')):.4f}{val_oracle}")
-    print("        (the best of many evaluations on a small val set: biased upwards, not an estimate)")
+    if outcome.confirmation is not None:
+        from sweeps.confirm import confirmation_lines
+
+        print("        (the tested model's best evaluation on val: one of the confirmed seeds)")
+        for line in confirmation_lines(outcome.confirmation):
+            print(line)
+    else:
+        print("        (the best of many evaluations on a small val set: biased upwards, not an estimate)")
     if outcome.deferred:
         print("  test: no look in this stage (a study opens its test set once, after its last stage)")
     else:

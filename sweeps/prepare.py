@@ -150,7 +150,8 @@ def parent_params(profile: SweepProfile, kind: str) -> dict[str, object]:
     params: dict[str, object] = {f"{schema.PARAM_SEARCH_PREFIX}{k}": json.dumps(v)
                                  for k, v in profile.search_specs().items()}
     for prefix, section in ((schema.PARAM_BUDGET_PREFIX, profile.budget), (schema.PARAM_ASHA_PREFIX, profile.asha),
-                            (schema.PARAM_RESOURCES_PREFIX, profile.resources)):
+                            (schema.PARAM_RESOURCES_PREFIX, profile.resources),
+                            (schema.PARAM_CONFIRM_PREFIX, profile.confirm)):
         params.update({f"{prefix}{k}": v for k, v in asdict(section).items()})
     params[schema.PARAM_SWEEP_KIND] = kind
     return params

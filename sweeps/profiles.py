@@ -12,6 +12,7 @@
     points_to_evaluate: [{...}]   # e.g. the published defaults, tried first
     budget: {num_samples: 8, max_concurrent_trials: 2}
     asha: {grace_period: 1, reduction_factor: 2}   # in evaluations (Tune's training_iteration)
+    confirm: {candidates: 2, seeds: 2}   # the top 2 by val re-trained with 2 new seeds before selection
     resources: {cpus_per_trial: 1, gpus_per_trial: 0, workers_per_trial: 1}
     monitoring: {system_metrics: true, sampling_interval_s: 2.0}   # MLflow's system/* metrics on trial runs
 
@@ -144,9 +145,26 @@ class Budget:
         _at_least(where, "max_concurrent_trials", self.max_concurrent_trials, 1)
 
 
+def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """The evaluations where trials are compared: grace * rf^k below `max_t` (ASHA's rungs)."""
+    rungs, rung = [], float(grace_period)
+    while rung < max_t:
+        rungs.append(int(round(rung)))
+        rung *= reduction_factor
+    return sorted(set(rungs))
+
+
 @dataclass(frozen=True)
 class AshaSchedule:
-    """ASHA's early stopping, counted in evaluations (Tune's training_iteration)."""
+    """Early stopping (successive halving), counted in evaluations (Tune's training_iteration).
+
+    Its rungs must fall after the schedule's last learning-rate decay (`check_rungs_after_decay`): before it
+    a score does not predict the final rank. On the recorded grid (benchmarks/search_record_2026-11-22.json,
+    decays at steps 160 and 200 of 240) the Spearman agreement of the best score so far with the final best is
+    0.03-0.44 up to the first decay, 0.59 between the decays and 0.95 after the last; only after the last
+    does a top-third cut keep all three best points. A grace period of at least the trial's evaluations
+    switches early stopping off.
+    """
 
     grace_period: int = 1
     reduction_factor: float = 2.0
@@ -155,6 +173,25 @@ class AshaSchedule:
         _at_least(where, "grace_period", self.grace_period, 1)
         if not self.reduction_factor > 1:
             raise ConfigError(f"{where}.reduction_factor must be > 1, got {self.reduction_factor!r}")
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Confirmation before selection (sweeps/confirm.py): the top `candidates` configurations by search val
+    are re-trained with `seeds` new training seeds each, and the one with the best mean val over those seeds
+    alone is selected. The search's own val is a maximum over trials and evaluations on one small val set,
+    biased upwards; fresh seeds are not. 0 candidates: off (the search's best trial is selected)."""
+
+    candidates: int = 0
+    seeds: int = 2
+
+    def validate(self, where: str) -> None:
+        _at_least(where, "candidates", self.candidates, 0)
+        _at_least(where, "seeds", self.seeds, 1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.candidates > 0
 
 
 @dataclass(frozen=True)
@@ -257,6 +294,7 @@ class SweepProfile:
     synth: SynthSettings = field(default_factory=SynthSettings)
     budget: Budget = field(default_factory=Budget)
     asha: AshaSchedule = field(default_factory=AshaSchedule)
+    confirm: Confirmation = field(default_factory=Confirmation)
     resources: Resources = field(default_factory=Resources)
     monitoring: Monitoring = field(default_factory=Monitoring)
     seed: int = 0
@@ -363,6 +401,7 @@ def load_profile(name_or_path: str) -> SweepProfile:
         synth=_build_section(SynthSettings, raw.get("synth"), f"{path}: synth"),
         budget=_build_section(Budget, raw.get("budget"), f"{path}: budget"),
         asha=_build_section(AshaSchedule, raw.get("asha"), f"{path}: asha"),
+        confirm=_build_section(Confirmation, raw.get("confirm"), f"{path}: confirm"),
         resources=_build_section(Resources, raw.get("resources"), f"{path}: resources"),
         monitoring=_build_section(Monitoring, raw.get("monitoring"), f"{path}: monitoring"),
         seed=seed, description=str(raw.get("description", "")))
@@ -370,7 +409,29 @@ def load_profile(name_or_path: str) -> SweepProfile:
         profile.base_config()
     except ConfigError as exc:
         raise ConfigError(f"{path}: fixed: {exc}") from None
+    if "asha" in raw:  # a profile that stops early (DRF grids have no asha section: no scheduler)
+        check_rungs_after_decay(profile, str(path))
+    if profile.confirm.enabled and "train.seed" in profile.search:
+        raise ConfigError(f"{path}: confirm: re-trains candidates with new train.seed values, but the profile "
+                          "searches train.seed; fix it or set confirm.candidates: 0")
     return profile
+
+
+def check_rungs_after_decay(profile: SweepProfile, where: str) -> None:
+    """Refuse early-stopping rungs placed before the last learning-rate milestone (AshaSchedule's evidence)."""
+    train = profile.base_config().train
+    if not profile.search or not train.milestones or "train.milestones" in profile.search:
+        return
+    rungs = rung_milestones(profile.evaluations_per_trial, profile.asha.grace_period, profile.asha.reduction_factor)
+    last_decay = max(train.milestones)
+    early = [rung for rung in rungs if rung * train.eval_every <= last_decay]
+    if early:
+        needed = last_decay // train.eval_every + 1
+        raise ConfigError(
+            f"{where}: asha: the rung at evaluation {early[0]} (step {early[0] * train.eval_every}) comes before the "
+            f"last learning-rate decay (step {last_decay}), where scores do not predict the final rank "
+            f"(benchmarks/README.md: Spearman 0.59 between the decays, 0.95 after the last); set "
+            f"asha.grace_period to at least {needed}, or to {profile.evaluations_per_trial} for no early stopping")
 
 
 class ConditionalSpace:
@@ -402,16 +463,20 @@ def define_search_space(profile: SweepProfile) -> ConditionalSpace:
 def apply_overrides(profile: SweepProfile, *, num_samples: int | None = None,
                     max_concurrent_trials: int | None = None, gpus_per_trial: float | None = None,
                     cpus_per_trial: float | None = None, workers_per_trial: int | None = None,
-                    fixed: Mapping[str, Any] | None = None) -> SweepProfile:
+                    fixed: Mapping[str, Any] | None = None, confirm_candidates: int | None = None,
+                    confirm_seeds: int | None = None) -> SweepProfile:
     """CLI flags override profile fields (num_samples, gpus_per_trial, ...); checked like the YAML."""
     budget = dataclasses.replace(profile.budget, **_given(num_samples=num_samples,
                                                           max_concurrent_trials=max_concurrent_trials))
     resources = dataclasses.replace(profile.resources, **_given(gpus_per_trial=gpus_per_trial,
                                                                 cpus_per_trial=cpus_per_trial,
                                                                 workers_per_trial=workers_per_trial))
+    confirm = dataclasses.replace(profile.confirm, **_given(candidates=confirm_candidates, seeds=confirm_seeds))
     budget.validate("--budget")
     resources.validate("--resources")
-    return profile.replace(budget=budget, resources=resources, fixed={**profile.fixed, **(fixed or {})})
+    confirm.validate("--confirm")
+    return profile.replace(budget=budget, resources=resources, confirm=confirm,
+                           fixed={**profile.fixed, **(fixed or {})})
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The main job: a Ray Tune + Optuna (TPE) + ASHA sweep over skeleton-map representation, sigma, joint
-weight and loss (and silhouettes, as a conditional branch), then the one-shot test of the winner.
+weight and loss (and silhouettes, as a conditional branch), the top configurations confirmed with new
+seeds (the profile's `confirm`), then the one-shot test of the selected model.
 
     python sweeps/representation.py                       # demo profile, synthetic data, local Ray, sqlite MLflow
     python sweeps/representation.py --profile smoke --name my-smoke
@@ -21,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweeps.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
+from sweeps.confirm import confirm  # noqa: E402
 from sweeps.finish import SweepOutcome, finish_sweep, print_summary  # noqa: E402
 from sweeps.prepare import prepare_sweep  # noqa: E402
 from sweeps.profiles import load_profile  # noqa: E402
@@ -36,8 +38,9 @@ def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
 
     search_alg, scheduler = build_search(context.profile)
     results = run_trials(context, train_baseline, search_alg=search_alg, scheduler=scheduler)
+    confirmed = confirm(context, train_baseline, results)  # None when the profile does not confirm
     outcome = finish_sweep(context, results, reopen_test=args.reopen_test,
-                           defer_test=args.defer_test or finetune is not None)
+                           defer_test=args.defer_test or finetune is not None, confirmed=confirmed)
     print_summary(context, outcome)
     if finetune is None:
         return outcome

@@ -21,13 +21,21 @@ def short_trial_name(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def build_search(profile: SweepProfile):
+def build_search(profile: SweepProfile, *, allow_rungs_before_decay: bool = False):
     """Seeded TPE over the conditional space (published defaults first) and successive halving on the sweep
-    metric: batched and timing-independent by default (`budget.reproducible`), Ray's ASHA otherwise."""
+    metric: batched and timing-independent by default (`budget.reproducible`), Ray's ASHA otherwise.
+
+    Rungs before the last learning-rate decay are refused (`profiles.check_rungs_after_decay`);
+    `allow_rungs_before_decay` is for benchmarks/search.py, which replays that older setting to compare.
+    """
     import optuna
     from ray.tune.schedulers import ASHAScheduler
 
+    from sweeps.profiles import check_rungs_after_decay
     from sweeps.searchers import BatchedSuccessiveHalving, BudgetAwareOptunaSearch
+
+    if not allow_rungs_before_decay:  # also a profile without an asha section
+        check_rungs_after_decay(profile, f"profile {profile.name}")
 
     # Trials ASHA stops reach Optuna as PRUNED with their intermediate values, not as COMPLETE low scores.
     searcher = BudgetAwareOptunaSearch(space=define_search_space(profile), metric=profile.metric, mode=profile.mode,
@@ -90,8 +98,13 @@ def _share_data(context: SweepContext):
 
 def run_trials(context: SweepContext, trainable: Callable, *, search_alg=None, scheduler=None,
                param_space: Mapping[str, Any] | None = None, num_samples: int | None = None,
-               trainable_parameters: Mapping[str, Any] | None = None):
-    """Fit the sweep (or resume it from its storage folder) and return Tune's ResultGrid."""
+               trainable_parameters: Mapping[str, Any] | None = None, batched: bool | None = None):
+    """Fit the sweep (or resume it from its storage folder) and return Tune's ResultGrid.
+
+    `batched` (default: the profile's `budget.reproducible`): the searcher suggests the next trials only when
+    the whole batch has finished. A searcher that learns nothing (the confirmation's fixed list) needs no
+    batches: its trials are the same in any order.
+    """
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -101,7 +114,7 @@ def run_trials(context: SweepContext, trainable: Callable, *, search_alg=None, s
     if search_alg is not None:
         # batch: the next trials are suggested only when the whole batch has finished (reproducible sweeps)
         search_alg = ConcurrencyLimiter(search_alg, max_concurrent=profile.max_concurrent_trials,
-                                        batch=profile.budget.reproducible)
+                                        batch=profile.budget.reproducible if batched is None else batched)
     tune_config = tune.TuneConfig(
         metric=profile.metric, mode=profile.mode, search_alg=search_alg, scheduler=scheduler,
         num_samples=num_samples or profile.num_samples,

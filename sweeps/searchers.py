@@ -21,17 +21,25 @@ A trial is compared by its best val score so far, the number selection uses: on 
 current score's at every evaluation after the first LR decay and much higher just before it (evaluation 6:
 Spearman 0.43 vs -0.02).
 
-Imported only by `sweeps.run.build_search`, after the data checks (it imports Ray).
+`FixedConfigurations` suggests a given list of configurations once each: how the confirmation run
+(sweeps/confirm.py) re-trains the top candidates with new seeds.
+
+Imported only after the data checks (it imports Ray): by `sweeps.run.build_search` and `sweeps.confirm`.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.profiles import rung_milestones
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):
@@ -51,15 +59,6 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         # Stopped early by the scheduler: its intermediate values stay on the trial; Optuna keeps its last intermediate value, marked as pruned.
         self._ot_study.tell(self._ot_trials[trial_id], None, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
-
-
-def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """The evaluations where trials are compared: grace * rf^k below `max_t` (ASHA's rungs)."""
-    rungs, rung = [], float(grace_period)
-    while rung < max_t:
-        rungs.append(int(round(rung)))
-        rung *= reduction_factor
-    return sorted(set(rungs))
 
 
 class BatchedSuccessiveHalving(FIFOScheduler):
@@ -112,3 +111,44 @@ class BatchedSuccessiveHalving(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"BatchedSuccessiveHalving: rungs {self.rungs}, batches of {self.batch_size}"
+
+
+class FixedConfigurations(Searcher):
+    """Suggests exactly the given configurations, in order, then FINISHED: the confirmation run's trials.
+
+    A Searcher (not a param_space grid) because each suggestion is merged into the sweep's fixed param space
+    the way the search's own suggestions were, so a re-training gets exactly its search trial's config with
+    only `train.seed` changed; a conditional key the search left out stays out. Its state is plain JSON data,
+    saved with the experiment so a restored run suggests no configuration twice.
+    """
+
+    def __init__(self, configurations: list[dict[str, Any]], *, metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.configurations = [dict(c) for c in configurations]
+        self.suggested: dict[str, int] = {}  # trial id -> index into configurations
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # metric and mode are the profile's, given at construction
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if trial_id in self.suggested:
+            return dict(self.configurations[self.suggested[trial_id]])
+        if len(self.suggested) >= len(self.configurations):
+            return Searcher.FINISHED
+        index = self.suggested[trial_id] = len(self.suggested)
+        return dict(self.configurations[index])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # nothing to learn: the configurations are fixed
+
+    def get_state(self) -> dict[str, Any]:
+        return {"configurations": self.configurations, "suggested": self.suggested}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.configurations, self.suggested = state["configurations"], dict(state["suggested"])
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps(self.get_state()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(json.loads(Path(checkpoint_path).read_text()))

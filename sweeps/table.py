@@ -39,9 +39,9 @@ from scolio_core.config import parse_assignments  # noqa: E402
 from scolio_core.errors import ConfigError, LockboxError  # noqa: E402
 from scolio_core.tracking import schema  # noqa: E402
 from scolio_core.tracking.schema import DEFAULT_EXPERIMENT  # noqa: E402
-from scolio_core.training.metrics import CI_METRICS, metrics_from_confusion  # noqa: E402
+from scolio_core.training.metrics import CI_METRICS, mean_ci, metrics_from_confusion  # noqa: E402
 from sweeps.cli import SweepSettings, add_run_arguments, run_sweep_cli  # noqa: E402
-from sweeps.profiles import Choice, SweepProfile, apply_overrides, load_profile  # noqa: E402
+from sweeps.profiles import Choice, Confirmation, SweepProfile, apply_overrides, load_profile  # noqa: E402
 
 OFFICIAL_PARTITIONS = ("112", "114", "118", "1116")
 # Columns of table.md, in the order papers report them; keys are CI_METRICS names.
@@ -122,7 +122,8 @@ def recipe_from_study(study: str, tracking_uri: str, experiment: str) -> tuple[S
     base = load_profile(tags.get(schema.TAG_PROFILE, ""))
     fixed = {k: v for k, v in config.to_flat().items()
              if k not in ("data.root", "data.partition", "train.seed", "train.init_from")}
-    return base.replace(name=study, fixed=fixed, search={}, points_to_evaluate=[]), tags.get(schema.TAG_DATA_ROOT)
+    return (base.replace(name=study, fixed=fixed, search={}, points_to_evaluate=[], confirm=Confirmation()),
+            tags.get(schema.TAG_DATA_ROOT))
 
 
 def partition_files(profile: SweepProfile, partitions: list[tuple[str, tuple[int, int, int]]],
@@ -222,22 +223,6 @@ def log_partition(context, rows: list[dict], seeds: list[int], look) -> None:
     client.set_tag(context.parent_run_id, schema.TAG_STUDY, context.name)
     client.set_tag(context.parent_run_id, schema.TAG_TABLE_SEEDS, json.dumps(seeds))
     log_test_set(context, look, context.parent_run_id)
-
-
-def mean_ci(values: list[float], confidence: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)
-            ) -> tuple[float, float, float]:
-    """Mean over seeds and its t-interval, clipped to the metric's `bounds` (with 3 seeds the interval is
-    wide and would otherwise claim F1 above 1); NaN bounds for a single seed: no spread to measure."""
-    from scipy import stats
-
-    array = np.asarray(values, dtype=float)
-    mean = float(array.mean())
-    if array.size < 2:
-        return mean, float("nan"), float("nan")
-    if np.ptp(array) == 0:  # every seed scored the same: no spread (scipy would give NaN)
-        return mean, mean, mean
-    low, high = stats.t.interval(confidence, array.size - 1, loc=mean, scale=stats.sem(array))
-    return mean, max(float(low), bounds[0]), min(float(high), bounds[1])
 
 
 def build_table(results: list[PartitionResult]) -> tuple[pd.DataFrame, pd.DataFrame]:

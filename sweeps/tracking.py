@@ -7,6 +7,7 @@ child runs instead of duplicating them, and nothing is left RUNNING once the exp
 
     parent: tags scolio.sweep=<sweep>, scolio.role=parent
     child:  tags scolio.sweep=<sweep>, scolio.role=trial, ray.trial_id=<id>, mlflow.parentRunId=<parent>
+            (scolio.role=confirmation for the re-trainings of sweeps/confirm.py, under the same parent)
 
 Every tag name and run lookup comes from scolio_core.tracking.schema, which the readers (report, audit,
 finetune's baseline lookup, scripts/check_mlflow_ui.py) share.
@@ -20,6 +21,7 @@ Usage (see sweeps/engine.py):
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -194,6 +196,7 @@ class MLflowLifecycle(tune.Callback):
             id stays in the tag `ray.trial_id`).
         datasets: the train and val sets every trial sees (scolio_core.tracking.lineage), logged as each child
             run's MLflow dataset inputs. Never the test set: only the look's parent run lists it.
+        role: the children's `scolio.role`: search trials, or the confirmation re-trainings (`for_role`).
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str, sweep_name: str, *, metric: str,
@@ -201,7 +204,7 @@ class MLflowLifecycle(tune.Callback):
                  tags: Mapping[str, Any] | None = None, budget: str | float | None = None,
                  time_attr: str = "training_iteration", artifact_location: str | None = None,
                  log_checkpoints: bool = True, searched: Sequence[str] = (),
-                 datasets: Sequence[DataSetRef] = ()) -> None:
+                 datasets: Sequence[DataSetRef] = (), role: str = ROLE_TRIAL) -> None:
         if mode not in ("max", "min"):
             raise ConfigError(f"mode must be 'max' or 'min', got {mode!r}")
         schema.quote(sweep_name, "sweep name")  # refuse a name no MLflow filter could find, before any run
@@ -218,7 +221,16 @@ class MLflowLifecycle(tune.Callback):
         self.log_checkpoints = log_checkpoints
         self.searched = tuple(searched)
         self.datasets = tuple(datasets)
+        self.role = role
         self._reset_runtime_state()
+
+    def for_role(self, role: str, searched: Sequence[str]) -> "MLflowLifecycle":
+        """The same sweep's lifecycle for another Tune run under the same parent run, whose children get
+        `role` and are named by `searched` (a confirmation run: the searched values and its train.seed)."""
+        twin = copy.copy(self)
+        twin.role, twin.searched = role, tuple(searched)
+        twin._reset_runtime_state()
+        return twin
 
     # Tune pickles callbacks into the experiment directory (tuner.pkl): keep clients and caches out of it.
     def _reset_runtime_state(self) -> None:
@@ -236,7 +248,7 @@ class MLflowLifecycle(tune.Callback):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = {"searched": (), "datasets": (), **state}  # a callback pickled before these existed
+        state = {"searched": (), "datasets": (), "role": ROLE_TRIAL, **state}  # pickled before these existed
         self.__dict__.update(state)
         self._reset_runtime_state()
 
@@ -265,7 +277,7 @@ class MLflowLifecycle(tune.Callback):
             self.parent_run_id = parent.info.run_id
             self._log_parent_params({})
         tags = {**environment_tags(), **self.tags, schema.TAG_METRIC: self.metric, schema.TAG_MODE: self.mode}
-        if total_num_samples is not None:
+        if total_num_samples is not None and self.role == ROLE_TRIAL:  # the search's count, not a later stage's
             tags[schema.TAG_NUM_SAMPLES] = str(total_num_samples)
         self._log_batch(self.parent_run_id, tags=tags)
 
@@ -301,7 +313,7 @@ class MLflowLifecycle(tune.Callback):
         if run_id is None:
             run = self.client.create_run(
                 self.experiment_id, run_name=trial_label(trial.config, self.searched) or str(trial),
-                tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: ROLE_TRIAL, TAG_TRIAL_ID: trial.trial_id,
+                tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: self.role, TAG_TRIAL_ID: trial.trial_id,
                       TAG_PARENT_RUN_ID: self.parent_run_id})
             run_id = self._children[trial.trial_id] = run.info.run_id
             self._last_step[trial.trial_id] = 0

@@ -5,6 +5,7 @@ data lineage, an idempotent re-run, and a finetune sweep from its winner."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import access_log_reads
 from mlflow.tracking import MlflowClient
 
 from scolio_core.tracking import schema
@@ -25,18 +27,30 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
+def sweep_command(script: str, workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, str(REPO / "sweeps" / script), "--cache-dir", str(workdir / "cache"),
+            "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", "--storage-path", str(workdir / "ray_results"),
+            "--results-dir", str(workdir / "results"), *args]
+
+
 def run_sweep(script: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "sweeps" / script), "--cache-dir", str(workdir / "cache"),
-               "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", "--storage-path", str(workdir / "ray_results"),
-               "--results-dir", str(workdir / "results"), *args]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
+    return subprocess.run(sweep_command(script, workdir, *args), cwd=workdir, capture_output=True, text=True,
+                          timeout=900)
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
+    """The smoke sweep (search, then its top 2 confirmed with 2 new seeds, then the one test look), with every
+    pkl read of every process it starts logged (SCOLIO_ACCESS_LOG) and its driver's pid kept."""
     workdir = tmp_path_factory.mktemp("e2e")
-    done = run_sweep("representation.py", workdir, "--profile", "smoke", "--name", "e2e")
+    env = {**os.environ, "SCOLIO_ACCESS_LOG": str(workdir / "reads.tsv")}
+    command = sweep_command("representation.py", workdir, "--profile", "smoke", "--name", "e2e")
+    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    stdout, stderr = process.communicate(timeout=900)
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (workdir / "driver.pid").write_text(str(process.pid))
     return workdir, done
 
 
@@ -77,26 +91,89 @@ def test_one_child_run_per_trial_none_running_and_asha_stopped_some(sweep):
     assert sigma[~skeleton].isna().all() and weight[~skeleton].isna().all()
 
 
-def test_one_shot_test_recorded_once_on_the_winner_selected_by_val(sweep):
+def test_one_shot_test_recorded_once_on_the_model_the_confirmation_selected(sweep):
     workdir, done = sweep
     children, parent = runs_of(workdir, "e2e")
     assert parent["tags.scolio.lockbox.evaluations"] == "1"
     assert parent["tags.scolio.lockbox.state"] == "completed"
     assert parent["tags.scolio.selection_split"] == "val"
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    best_val = {row["run_id"]: max(m.value for m in client.get_metric_history(row["run_id"], "val/macro_f1"))
-                for _, row in children.iterrows()}
-    winner = parent["tags.scolio.selected_run_id"]
-    assert best_val[winner] == max(best_val.values())
+
+    def best_val(run_id: str) -> float:
+        return max(m.value for m in client.get_metric_history(run_id, "val/macro_f1"))
+
+    # The confirmation's candidates are the search's top 2 configurations by val ...
+    confirmation = json.loads(parent[f"tags.{schema.TAG_CONFIRMATION}"])
+    assert confirmation["seeds"] == [1, 2] and len(confirmation["candidates"]) == 2
+    search = {row["tags.ray.trial_id"]: best_val(row["run_id"]) for _, row in children.iterrows()}
+    candidates = [row["search_trial"] for row in confirmation["candidates"]]
+    assert min(search[c] for c in candidates) >= max(v for t, v in search.items() if t not in candidates) - 1e-9
+    assert [row["search_val"] for row in confirmation["candidates"]] == pytest.approx([search[c] for c in candidates])
+    # ... each re-trained once per seed as a child run of the sweep tagged as a confirmation of it ...
+    confirms = confirmation_runs(workdir, parent["run_id"])
+    assert len(confirms) == 4 and set(confirms["status"]) == {"FINISHED"}
+    assert sorted(confirms["tags.scolio.confirm.candidate"]) == sorted(candidates * 2)
+    means = {}
+    for candidate, group in confirms.groupby("tags.scolio.confirm.candidate"):
+        assert sorted(group["params.train.seed"].astype(int)) == [1, 2]
+        search_row = children[children["tags.ray.trial_id"] == candidate].iloc[0]
+        for key in ("params.input.representation", "params.loss.class_weighting", "params.input.sigma"):
+            assert (group[key].fillna("-") == ("-" if pd.isna(search_row[key]) else search_row[key])).all()
+        means[candidate] = np.mean([best_val(r) for r in group["run_id"]])
+    # ... the selected configuration has the best mean over its confirmation seeds (ties: better search rank),
+    # and the tested model is its first seed's, as the declared rule says.
+    chosen = confirmation["chosen"]
+    assert means[chosen] == pytest.approx(max(means.values()))
+    assert confirmation["candidates"][[r["search_trial"] for r in confirmation["candidates"]].index(chosen)][
+        "mean"] == pytest.approx(means[chosen])
+    tested = confirms[(confirms["tags.scolio.confirm.candidate"] == chosen)
+                      & (confirms["params.train.seed"].astype(int) == 1)].iloc[0]
+    assert parent["tags.scolio.selected_run_id"] == tested["run_id"]
+    assert parent["tags.scolio.confirm.rule"].startswith("the selected configuration's model from its first")
+    assert parent[f"metrics.{schema.confirmed_metric('val/macro_f1')}"] == pytest.approx(means[chosen])
+    winner_search = confirmation["candidates"][0]
+    assert parent[f"metrics.{schema.confirmed_metric('val/macro_f1', 'optimism')}"] == pytest.approx(
+        winner_search["search_val"] - means[winner_search["search_trial"]])
     assert 0.0 <= parent["metrics.test/macro_f1"] <= 1.0
     assert not any(c.startswith("metrics.test/") and pd.notna(v) for c, v in children.iloc[0].items())
     assert "one-shot test: macro-F1" in done.stdout and "[95 % CI " in done.stdout
+    assert "confirmation: the top 2 by search val" in done.stdout and "<- selected" in done.stdout
+    summary = (workdir / "results" / "e2e" / "summary.md").read_text()
+    assert "## Confirmation before selection" in summary and "Search-time optimism" in summary
     # Each ceiling is printed beside the number measured on the same ids, and both are on the parent.
     val_oracle, test_oracle = (parent[f"tags.{tag}"] for tag in (schema.TAG_ORACLE_VAL_MACRO_F1,
                                                                   schema.TAG_ORACLE_MACRO_F1))
     assert f"severity oracle on these val ids: {val_oracle}" in done.stdout
     assert f"severity oracle on these test ids: {test_oracle}" in done.stdout
     assert re.search(r"on \d+ test sequences \(\d+ negative / \d+ neutral / \d+ positive\)", done.stdout)
+
+
+def confirmation_runs(workdir: Path, parent_run_id: str) -> pd.DataFrame:
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["scoliotune"],
+                              filter_string=f"tags.`scolio.role` = 'confirmation' and "
+                                            f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    return runs
+
+
+def test_no_trial_or_confirmation_process_reads_a_test_id(sweep):
+    """Only the driver (its data checks and the lockbox) reads test files; every trial process, the search's and
+    the confirmation's alike, reads train and val only, and the confirmation runs list only those as inputs."""
+    from scolio_core.data.resolve import resolve_split
+
+    workdir, _ = sweep
+    _, parent = runs_of(workdir, "e2e")
+    driver = int((workdir / "driver.pid").read_text())
+    reads = access_log_reads(workdir / "reads.tsv")
+    config = load_profile("smoke").base_config().replace(**{"data.root": parent["tags.scolio.data_root"]})
+    test_ids = set(resolve_split(config).test)
+    assert reads and {seq for pid, seq in reads if pid == driver} & test_ids  # the log works: the lockbox read test
+    assert not [(pid, seq) for pid, seq in reads if pid != driver and seq in test_ids]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    for run_id in confirmation_runs(workdir, parent["run_id"])["run_id"]:
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        contexts = sorted(next(t.value for t in i.tags if t.key == "mlflow.data.context") for i in inputs)
+        assert contexts == ["training", "validation"], run_id
 
 
 def test_results_agree_with_mlflow(sweep):
@@ -109,7 +186,7 @@ def test_results_agree_with_mlflow(sweep):
     board = pd.read_csv(results / "leaderboard.csv")
     assert "one-shot" in (results / "leaderboard.md").read_text()
     # One val row per child run, ranked 1..n by its best val macro-F1 as MLflow recorded it ...
-    trials, tests = board[board["split"] == "val"], board[board["split"] != "val"]
+    trials = board[board["split"] == "val"]
     assert sorted(trials["run_id"]) == sorted(children["run_id"])
     assert trials["rank"].tolist() == list(range(1, len(children) + 1))
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
@@ -119,7 +196,11 @@ def test_results_agree_with_mlflow(sweep):
         # the run's MLflow status, with who stopped it when someone did ("KILLED by early stopping")
         assert row["status"].split()[0] == children.set_index("run_id").at[row["run_id"], "status"]
     assert trials["macro_f1"].is_monotonic_decreasing
-    # ... then exactly one test row: the selected winner, with the parent's test score.
+    # ... then one row per confirmation run, then exactly one test row: the selected model, with the parent's
+    # test score.
+    confirms = board[board["split"].str.startswith("val, confirmation seed")]
+    assert sorted(confirms["run_id"]) == sorted(confirmation_runs(workdir, parent["run_id"])["run_id"])
+    tests = board[~board["split"].str.startswith("val")]
     assert len(tests) == 1
     test = tests.iloc[0]
     assert test["split"] == "one-shot test" and pd.isna(test["rank"])
@@ -322,6 +403,13 @@ def test_a_two_stage_study_on_the_same_store_looks_once_after_the_finetune_and_l
     first, again = (board[board["split"] == "val"][same].reset_index(drop=True) for board in boards)
     pd.testing.assert_frame_equal(first, again)
     assert (first["status"] != "FINISHED").any()  # some trials were stopped early, identically in both
+
+    def confirmed(sweep_name: str) -> tuple:
+        record = json.loads(parent_tags(workdir, sweep_name)[schema.TAG_CONFIRMATION])
+        chosen = next(row["label"] for row in record["candidates"] if row["search_trial"] == record["chosen"])
+        return chosen, [(row["label"], row["search_val"], row["seed_vals"]) for row in record["candidates"]]
+
+    assert confirmed("st") == confirmed("e2e")  # the same candidates, confirmed vals and selected configuration
     baseline, finetune = parent_tags(workdir, "st"), parent_tags(workdir, "st-finetune")
     assert baseline[schema.TAG_TEST_DEFERRED] == "true" and finetune[schema.TAG_STUDY] == "st"
     final_parent = baseline[schema.TAG_STUDY_FINAL_PARENT]
@@ -375,8 +463,9 @@ def test_a_partition_table_can_retrain_what_the_sweep_selected(sweep):
     from sweeps.table import recipe_from_study
 
     workdir, _ = sweep
-    children, parent = runs_of(workdir, "e2e")
-    selected = children[children["run_id"] == parent["tags.scolio.selected_run_id"]].iloc[0]
+    _, parent = runs_of(workdir, "e2e")
+    confirms = confirmation_runs(workdir, parent["run_id"])
+    selected = confirms[confirms["run_id"] == parent["tags.scolio.selected_run_id"]].iloc[0]
     profile, data_root = recipe_from_study("e2e", f"sqlite:///{workdir / 'mlflow.db'}", "scoliotune")
     assert not profile.search and "train.seed" not in profile.fixed and "data.partition" not in profile.fixed
     assert data_root == parent["tags.scolio.data_root"] and profile.synth == load_profile("smoke").synth

@@ -96,11 +96,36 @@ def test_bad_distributions_name_their_key(tmp_path, search, named):
 
 def test_sections_are_typed_with_defaults_for_absent_keys():
     profile = load_profile("smoke")
-    assert (profile.asha.grace_period, profile.asha.reduction_factor) == (1, 2)
+    assert (profile.asha.grace_period, profile.asha.reduction_factor) == (3, 2)
     assert profile.budget.num_samples == 5 and profile.resources.workers_per_trial == 1
     assert profile.synth.cache_key == "synth-n60-t16-r112-s0"
     # The searched space records as the YAML wrote it (a resumed sweep compares these params exactly).
     assert profile.search_specs()["input.sigma"] == {"uniform": [1.0, 6.0]}
+
+
+def test_early_stopping_rungs_before_the_last_lr_decay_are_refused(tmp_path):
+    """Before the last decay a score does not predict the final rank (the AshaSchedule docstring's evidence):
+    a profile that would stop trials there is refused in one line that says where the rung may go."""
+    fixed = "fixed: {train.iterations: 240, train.eval_every: 24, train.milestones: [160, 200]}\n"
+    early = tmp_path / "early.yaml"
+    early.write_text(BASE.replace("fixed: {}\n", fixed) + "asha: {grace_period: 2, reduction_factor: 3}\n")
+    with pytest.raises(ConfigError, match=r"early.yaml: asha: the rung at evaluation 2 \(step 48\) comes before the "
+                                          r"last learning-rate decay \(step 200\).*grace_period to at least 9"):
+        load_profile(str(early))
+    late = tmp_path / "late.yaml"
+    late.write_text(BASE.replace("fixed: {}\n", fixed) + "asha: {grace_period: 9, reduction_factor: 3}\n")
+    assert load_profile(str(late)).asha.grace_period == 9
+    off = tmp_path / "off.yaml"  # a grace period of the whole budget: no early stopping at all
+    off.write_text(BASE.replace("fixed: {}\n", fixed) + "asha: {grace_period: 10, reduction_factor: 3}\n")
+    assert load_profile(str(off))
+    from sweeps.profiles import check_rungs_after_decay, rung_milestones
+
+    assert rung_milestones(10, 9, 3) == [9] and rung_milestones(10, 10, 3) == []
+    # The sweeps check a profile without an asha section too (its default would stop at evaluation 1).
+    with pytest.raises(ConfigError, match="before the last learning-rate decay"):
+        check_rungs_after_decay(load_profile(str(early)).replace(asha=load_profile("smoke").asha.__class__()), "x")
+    for shipped in ("smoke", "demo", "paper"):
+        check_rungs_after_decay(load_profile(shipped), shipped)
 
 
 def test_system_metrics_are_on_by_default_and_switch_off_in_the_profile(tmp_path):
@@ -121,7 +146,7 @@ def test_a_profile_typo_exits_2_with_one_line_before_ray_starts(tmp_path):
 
     shipped = (Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml").read_text()
     bad = tmp_path / "typo.yaml"
-    bad.write_text(shipped.replace("asha: {grace_period: 1,", "asha: {grace_perod: 1,"))
+    bad.write_text(shipped.replace("asha: {grace_period: 3,", "asha: {grace_perod: 3,"))
     probe = ("import sys; from sweeps import representation; rc = representation.main(sys.argv[1:]); "
              "print('ray imported' if 'ray' in sys.modules else 'ray not imported'); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", probe, "--profile", str(bad), "--tracking-uri",

@@ -88,9 +88,10 @@ class SweepRecord:
     name: str
     experiment_id: str
     parent: Run
-    trials: list[Trial]
+    trials: list[Trial]  # the search's trials
     searched: list[str]
     ledger: list[dict]
+    confirmations: list[Trial] = field(default_factory=list)  # re-trainings of top candidates (sweeps/confirm.py)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -106,7 +107,7 @@ class SweepRecord:
 
     def winner(self) -> Trial | None:
         run_id, trial_id = self.tags.get(schema.TAG_SELECTED_RUN_ID), self.tags.get(schema.TAG_SELECTED_TRIAL)
-        for trial in self.trials:
+        for trial in [*self.trials, *self.confirmations]:
             if (run_id and trial.run_id == run_id) or (not run_id and trial_id and trial.trial_id == trial_id):
                 return trial
         return None
@@ -203,18 +204,20 @@ def load_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EXP
         raise ConfigError(f"no sweep {sweep_name!r} in experiment {experiment!r} at {tracking_uri} "
                           f"(sweeps there: {', '.join(sweeps) or 'none'})")
     children = schema.find_child_runs(client, found.experiment_id, parent.info.run_id)
-    trials = []
+    trials, confirmations = [], []
     for run in children:
         keys = [k for k in (VAL_METRIC, schema.METRIC_VAL_ACCURACY, schema.METRIC_ITERATION)
                 if k in run.data.metrics]
         metric = parent.data.tags.get(schema.TAG_METRIC, schema.DEFAULT_METRIC)
         if metric in run.data.metrics and metric not in keys:
             keys.append(metric)
-        trials.append(Trial(run, {k: _parse_param(v) for k, v in run.data.params.items()},
-                            {k: _history(client, run.info.run_id, k) for k in keys}))
+        confirmation = run.data.tags.get(schema.TAG_ROLE) == schema.ROLE_CONFIRMATION
+        (confirmations if confirmation else trials).append(
+            Trial(run, {k: _parse_param(v) for k, v in run.data.params.items()},
+                  {k: _history(client, run.info.run_id, k) for k in keys}))
     searched = _searched_params(parent, trials)
     return SweepRecord(sweep_name, found.experiment_id, parent, trials, searched,
-                       _ledger_entries(tracking_uri, parent.info.run_id))
+                       _ledger_entries(tracking_uri, parent.info.run_id), confirmations)
 
 
 def _ci(metrics: dict[str, float], name: str) -> tuple[float, float] | None:
@@ -280,6 +283,21 @@ def leaderboard(record: SweepRecord) -> pd.DataFrame:
                               na_position="last", kind="stable")
     frame = frame.drop(columns=["_selected", "_config"])
     frame.insert(0, "rank", range(1, len(frame) + 1))
+    confirmations = []
+    for trial in record.confirmations:  # unranked: they re-train ranked configurations, they do not compete
+        step, best = trial.best(VAL_METRIC, "max")
+        iterations = trial.history.get(schema.METRIC_ITERATION, {})
+        confirmations.append({
+            "rank": None, "trial_id": trial.trial_id, "run_id": trial.run_id,
+            "split": f"val, confirmation seed {trial.params.get('train.seed')}", "status": trial.status,
+            **{name: trial.params.get(name) for name in record.searched},
+            "macro_f1": best, "accuracy": trial.history.get(schema.METRIC_VAL_ACCURACY, {}).get(step, math.nan),
+            "best_step": step, "iterations": max(iterations.values()) if iterations else None,
+            "evaluations": len(trial.history.get(VAL_METRIC, {}))})
+    if confirmations:
+        ordered = pd.DataFrame(confirmations).sort_values(["split", "macro_f1"], ascending=[True, False],
+                                                          kind="stable")
+        frame = pd.concat([frame, ordered], ignore_index=True)
     if result is not None:
         metrics = result["metrics"]
         row = {"rank": None, "split": result["label"],
@@ -352,9 +370,14 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
     best_runs = [k for k, v in scored.items() if abs(v - best_value) <= _TIE]
     winner_value = scores.get(winner.run_id, math.nan) if winner else math.nan
     winner_is_best = bool(winner and winner.run_id in best_runs)
+    confirmed = confirmation_record(record)
     if winner is None:
         problems.append(f"no winner recorded ({schema.TAG_SELECTED_RUN_ID} / {schema.TAG_SELECTED_TRIAL} "
                         "name no child run of this sweep)")
+    elif confirmed is not None:  # selected by the confirmation's rule, not as the search's best trial
+        found = confirmation_problems(record, confirmed)
+        problems.extend(found)
+        winner_is_best = not found
     elif not winner_is_best:
         better = next(t for t in record.trials if t.run_id == best_runs[0])
         problems.append(f"the selected trial {winner.trial_id} has best {metric} = {winner_value:.4f}, but trial "
@@ -454,6 +477,58 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
     return audit
 
 
+def confirmation_problems(record: SweepRecord, confirmed: dict) -> list[str]:
+    """Check a confirmed selection against the runs themselves: the candidates are the search's top distinct
+    configurations by val, each has a run per seed, the chosen one has the best mean of those runs' best vals
+    (a tie goes to the better search rank), and the winner is its first seed's run (the declared rule)."""
+    metric, mode = record.metric, record.mode
+    sign = 1.0 if mode == "max" else -1.0
+    problems: list[str] = []
+    rows = confirmed.get("candidates") or []
+    search = {t.trial_id: t for t in record.trials}
+    candidates = [row["search_trial"] for row in rows]
+    unknown = [c for c in candidates if c not in search]
+    if unknown or not rows:
+        return [f"the confirmation names search trial(s) {unknown or 'none'} that are not trials of this sweep"]
+
+    def config(trial: Trial) -> str:
+        return repr([trial.params.get(name) for name in record.searched])
+
+    lowest = min(sign * search[c].best(metric, mode)[1] for c in candidates)
+    taken = {config(search[c]) for c in candidates}
+    for trial in record.trials:
+        score = sign * trial.best(metric, mode)[1]
+        if trial.trial_id not in candidates and config(trial) not in taken and score > lowest + _TIE:
+            problems.append(f"search trial {trial.trial_id} ({metric} {sign * score:.4f}) outranks a confirmed "
+                            "candidate but was not confirmed")
+    runs: dict[str, dict[int, Trial]] = {c: {} for c in candidates}
+    for trial in record.confirmations:
+        candidate = trial.run.data.tags.get(schema.TAG_CONFIRM_CANDIDATE)
+        if candidate in runs:
+            runs[candidate][int(trial.params.get("train.seed", -1))] = trial
+    seeds = [int(s) for s in confirmed.get("seeds", [])]
+    means = {}
+    for rank, candidate in enumerate(candidates):
+        if sorted(runs[candidate]) != seeds:
+            problems.append(f"candidate {candidate} has confirmation runs for seeds {sorted(runs[candidate])}, "
+                            f"not {seeds}")
+            continue
+        means[candidate] = (sum(t.best(metric, mode)[1] for t in runs[candidate].values()) / len(seeds), rank)
+    if len(means) == len(candidates):
+        best = min(means, key=lambda c: (-sign * means[c][0], means[c][1]))
+        chosen = confirmed.get("chosen")
+        if chosen != best and abs(means[best][0] - means.get(chosen, (math.nan,))[0]) > _TIE:
+            problems.append(f"the confirmation chose {chosen}, but candidate {best} has the best mean {metric} "
+                            f"over its confirmation runs ({means[best][0]:.4f})")
+        tested = runs.get(chosen, {}).get(seeds[0]) if seeds else None
+        winner = record.winner()
+        if tested is None or winner is None or winner.run_id != tested.run_id:
+            problems.append(f"the selected run is not the chosen configuration's first confirmation seed (the "
+                            f"declared rule): selected {winner.run_id if winner else None}, rule names "
+                            f"{tested.run_id if tested else None}")
+    return problems
+
+
 def _look_line(look: dict) -> str:
     return (f"look {look.get('look')} by {look.get('entry_point', '?')} {look.get('study', '?')!r} at "
             f"{look.get('time', '?')}, checkpoint {str(look.get('checkpoint_hash'))[:12]}"
@@ -526,6 +601,7 @@ def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str) -> str:
         lines.append(f"Trial {winner.trial_id} (run {winner.run_id}, {winner.status}): best val macro-F1 "
                      f"{best:.4f} at evaluation {step} (val accuracy {acc:.4f}).")
         lines += [f"- {name} = {winner.params.get(name)}" for name in record.searched]
+    lines += _confirmation_summary(record)
     result = winner_test_result(record)
     lines += ["", "## Test", ""]
     if result is None:
@@ -544,6 +620,41 @@ def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str) -> str:
                          + (f" (95 % CI {ci[0]:.4f} to {ci[1]:.4f})" if ci else ""))
     lines += ["", "## Audit", "", "```", audit_text, "```", ""]
     return "\n".join(lines)
+
+
+def confirmation_record(record: SweepRecord) -> dict | None:
+    """The parent's confirmation (sweeps/confirm.py) as recorded: candidates, seeds, chosen and tested trial."""
+    text = record.tags.get(schema.TAG_CONFIRMATION)
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _confirmation_summary(record: SweepRecord) -> list[str]:
+    confirmation = confirmation_record(record)
+    if confirmation is None:
+        return []
+    metric = confirmation.get("metric", record.metric)
+    lines = ["", "## Confirmation before selection", "",
+             f"The top {len(confirmation['candidates'])} configurations by search val were trained again with "
+             f"seeds {confirmation['seeds']} (same train and val ids, full budget). Selected: the best mean "
+             f"over those seeds. Tested: {record.tags.get(schema.TAG_CONFIRM_RULE, 'rule not recorded')}.", "",
+             f"| search rank | configuration | search {metric} | confirmed mean (95 % CI) | per seed | optimism |",
+             "|---|---|---|---|---|---|"]
+    for row in confirmation["candidates"]:
+        interval = (f" ({row['ci_low']:.4f} to {row['ci_high']:.4f})" if row.get("ci_low") is not None else "")
+        chosen = " **selected**" if row["search_trial"] == confirmation.get("chosen") else ""
+        seeds = " / ".join(f"{v:.4f}" for _, v in sorted(row["seed_vals"].items(), key=lambda kv: int(kv[0])))
+        lines.append(f"| {row['rank']}{chosen} | {row['label']} | {row['search_val']:.4f} | {row['mean']:.4f}"
+                     f"{interval} | {seeds} | {row['optimism']:+.4f} |")
+    optimism = record.parent.data.metrics.get(schema.confirmed_metric(metric, "optimism"))
+    if optimism is not None:
+        lines += ["", f"Search-time optimism: the search winner's val minus its own confirmed mean = "
+                      f"{optimism:+.4f} (what the search's number overstates)."]
+    return lines
 
 
 def _input_config(params: dict[str, Any]):

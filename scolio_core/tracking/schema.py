@@ -31,6 +31,10 @@ TAG_SWEEP = "scolio.sweep"
 TAG_ROLE = "scolio.role"
 ROLE_PARENT = "parent"
 ROLE_TRIAL = "trial"
+# A re-training of a top search configuration with another train.seed, before selection (sweeps/confirm.py);
+# a child of the same parent, kept out of the search leaderboard.
+ROLE_CONFIRMATION = "confirmation"
+TAG_CONFIRM_CANDIDATE = "scolio.confirm.candidate"  # on a confirmation run: the search trial it re-trains
 TAG_TRIAL_ID = "ray.trial_id"
 
 # ---------------------------------------------------------------------------------- child (trial) tags
@@ -70,6 +74,10 @@ TAG_SELECTED_TRIAL = "scolio.selected_trial"
 TAG_SELECTED_RUN_ID = "scolio.selected_run_id"
 TAG_SELECTED_CHECKPOINT = "scolio.selected_checkpoint"
 TAG_SELECTED_VAL_MACRO_F1 = "scolio.selected_val_macro_f1"
+# Confirmation before selection (sweeps/confirm.py), on the parent: every candidate's search val and confirmed
+# vals (JSON), and the rule that fixed which checkpoint is tested before the look.
+TAG_CONFIRMATION = "scolio.confirmation"
+TAG_CONFIRM_RULE = "scolio.confirm.rule"
 # A study: a representation sweep and the finetune stage run on its winner open the test set once together.
 TAG_STUDY = "scolio.study"  # on every stage's parent run: the study (the representation sweep's name)
 TAG_TEST_DEFERRED = "scolio.test_deferred"  # "true": this stage left the study's look to its last stage
@@ -95,6 +103,7 @@ SEARCH_PARAM_PREFIXES = (PARAM_SEARCH_PREFIX, PARAM_SPACE_PREFIX)
 PARAM_BUDGET_PREFIX = "budget."
 PARAM_ASHA_PREFIX = "asha."
 PARAM_RESOURCES_PREFIX = "resources."
+PARAM_CONFIRM_PREFIX = "confirm."
 # The profile's monitoring section as parent *tags* (not params: it changes no result, so a resumed sweep
 # may switch it): scolio.monitoring.system_metrics, scolio.monitoring.sampling_interval_s.
 TAG_MONITORING_PREFIX = "scolio.monitoring."
@@ -113,6 +122,7 @@ METRIC_VAL_ACCURACY = "val/accuracy"
 METRIC_ITERATION = "iteration"
 TEST_METRIC_PREFIX = "test/"
 METRIC_TEST_REOPENED = "test/reopened"
+CONFIRM_METRIC_PREFIX = "confirm/"
 DEFAULT_METRIC = METRIC_VAL_MACRO_F1  # a parent without TAG_METRIC was selected on this
 DEFAULT_MODE = "max"
 
@@ -128,6 +138,13 @@ def seed_test_metric(seed: int, name: str) -> str:
 def mean_test_metric(name: str) -> str:
     """A table partition's test metric averaged over its seeds' models: test/mean/macro_f1."""
     return f"{TEST_METRIC_PREFIX}mean/{name}"
+
+
+def confirmed_metric(metric: str, part: str = "") -> str:
+    """On a parent that confirmed its candidates: the chosen configuration's mean of the sweep metric over the
+    confirmation seeds (`confirm/val/macro_f1`), or a part of its record: `ci_low`/`ci_high` (95 % t-interval)
+    and `optimism` (the search winner's val minus its own confirmed mean)."""
+    return f"{CONFIRM_METRIC_PREFIX}{metric}" + (f"/{part}" if part else "")
 
 
 def version_tag(package: str) -> str:

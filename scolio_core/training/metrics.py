@@ -127,6 +127,23 @@ def bootstrap_ci(y_true: Any, y_pred: Any, n_resamples: int = 1000, seed: int = 
             for name, values in _metrics_from_confusion(cms).items()}
 
 
+def mean_ci(values: list[float], confidence: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)
+            ) -> tuple[float, float, float]:
+    """Mean over seeds (training runs) and its t-interval, clipped to the metric's `bounds` (with 3 seeds the
+    interval is wide and would otherwise claim F1 above 1); NaN bounds for a single seed: no spread to measure.
+    The interval is seed spread only, on fixed evaluation ids (the bootstrap CI is the ids' share)."""
+    from scipy import stats
+
+    array = np.asarray(values, dtype=float)
+    mean = float(array.mean())
+    if array.size < 2:
+        return mean, float("nan"), float("nan")
+    if np.ptp(array) == 0:  # every seed scored the same: no spread (scipy would give NaN)
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, array.size - 1, loc=mean, scale=stats.sem(array))
+    return mean, max(float(low), bounds[0]), min(float(high), bounds[1])
+
+
 def probabilities(part_mean_logits: np.ndarray | torch.Tensor, scale: float) -> np.ndarray | torch.Tensor:
     """Class probabilities softmax(scale * part-mean cosine logits), as the CE was trained; (n, 3)."""
     if isinstance(part_mean_logits, torch.Tensor):
