@@ -78,7 +78,7 @@ def test_sigkilled_driver_resumes_with_one_child_run_per_trial(tmp_path):
     def command(i: int) -> tuple[list[str], dict[str, str]]:
         cmd = [sys.executable, str(TOY), "--storage", str(tmp_path / "ray"), "--tracking-uri", uri,
                "--ray-temp-dir", temp_dirs[i], "--trials", str(trials), "--steps", str(steps),
-               "--sleep", "0.5"]
+               "--sleep", "0.2"]  # 1.2 s a trial: still killed mid-trial (2 steps logged, 4 trials)
         env = {**os.environ, MARKER: markers[i], "PYTHONPATH": str(ROOT)}
         return cmd, env
 
@@ -90,7 +90,7 @@ def test_sigkilled_driver_resumes_with_one_child_run_per_trial(tmp_path):
         while _count_logged(db) < 2:
             assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "no child run logged a metric within 180 s"
-            time.sleep(0.2)
+            time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait()
         # A SIGKILLed driver cannot shut down the Ray it started: Ray's agents outlive it (seen: the
@@ -124,7 +124,7 @@ def test_sigkilled_driver_resumes_with_one_child_run_per_trial(tmp_path):
         # The resumed driver exited normally: the Ray it started must be gone with it.
         deadline = time.monotonic() + 30
         while marked_pids(MARKER, markers[1]) and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert marked_pids(MARKER, markers[1]) == []
     finally:
         for marker in markers:
