@@ -68,6 +68,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "asha+tpe": {"kind": "asha+tpe", "asha": {"grace_period": 2, "reduction_factor": 3}},
     "asha+tpe g1": {"kind": "asha+tpe", "asha": {"grace_period": 1, "reduction_factor": 3}},
     "batched+tpe": {"kind": "asha+tpe", "asha": {"grace_period": 2, "reduction_factor": 3}, "reproducible": True},
+    # the sweeps' rule since 2026-12-01: the only rung after the last lr decay (step 200 -> evaluation 9 of 10)
+    "batched+tpe late": {"kind": "asha+tpe", "asha": {"grace_period": 9, "reduction_factor": 3},
+                         "reproducible": True},
     "tpe (fifo)": {"kind": "tpe"},
 }
 PRIMARY = "asha+tpe"
