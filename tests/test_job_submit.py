@@ -96,7 +96,9 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
                       "--storage-path", str(work / "ray_results"), "--cache-dir", str(work / "cache"),
                       "--results-dir", str(work / "results"),
                       # half the smoke trial (what is checked is the cluster path, not learning)
-                      "--set", "train.iterations=12", "--set", "train.milestones=[8]"]
+                      "--set", "train.iterations=12", "--set", "train.milestones=[8]",
+                      # the confirmation stage runs in the job too, at its smallest (one re-training)
+                      "--confirm-candidates", "1", "--confirm-seeds", "1"]
         submit = ["job", "submit", "--address", address, "--submission-id", job_id, "--no-wait",
                   "--working-dir", str(ROOT), "--runtime-env-json", json.dumps({"excludes": EXCLUDES}),
                   "--", *entrypoint]
@@ -147,4 +149,6 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
         statuses = dict(conn.execute("SELECT run_uuid, status FROM runs").fetchall())
         assert not [run for run in sweep if statuses[run] == "RUNNING"]
         assert {statuses[run] for run in children} <= {"FINISHED", "KILLED"}
+        confirms = sweep & tagged("scolio.role", "confirmation") & tagged("mlflow.parentRunId", next(iter(parents)))
+        assert len(confirms) == 1 and statuses[next(iter(confirms))] == "FINISHED"
     assert (work / "results" / "job-smoke" / "leaderboard.csv").exists()

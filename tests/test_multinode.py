@@ -191,6 +191,9 @@ class Sweep:
                                  "train.milestones": [max(1, iterations * 2 // 3)]})
         profile["asha"] = {"grace_period": iterations, "reduction_factor": 2}
         profile["budget"] = {"num_samples": num_samples, "max_concurrent_trials": 2}
+        # No confirmation stage: these tests place and lose search trials; confirmation trials take the same
+        # run_trials path (tests/test_sweep_e2e.py and the reliability chain run it).
+        profile["confirm"] = {"candidates": 0, "seeds": 1}
         self.profile = directory / "profile.yaml"
         self.profile.write_text(yaml.safe_dump(profile, sort_keys=False))
         self.data_root = data_root

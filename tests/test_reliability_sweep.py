@@ -80,6 +80,10 @@ class Sweep:
         # is a log of the steps it executed (the resume assertions count them).
         text, edits = re.subn(r"(?m)^  train\.eval_every: .*$", "  train.eval_every: 1", text)
         assert edits == 1, "sweeps/smoke.yaml changed: update this test's profile edit"
+        # The confirmation stage stays in the chain (its Tune run is restored like the search's), at its smallest:
+        # the top configuration re-trained once, with seed 1.
+        text, edits = re.subn(r"(?m)^confirm: .*$", "confirm: {candidates: 1, seeds: 1}", text)
+        assert edits == 1, "sweeps/smoke.yaml changed: update this test's profile edit"
         # ASHA off in effect (grace = every evaluation): a trial it stopped at its first rung would never
         # report again, and with trials a few seconds long that raced the worker kill below.
         profile.write_text(re.sub(r"(?m)^asha: .*$", f"asha: {{grace_period: {iterations}, reduction_factor: 2}}",
@@ -203,6 +207,11 @@ def _check_complete_record(sweep: Sweep) -> dict:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/macro_f1")]
         assert steps == list(range(1, len(steps) + 1)) and steps, (child.info.run_name, steps)
+    # The confirmation's one re-training: a child of the same parent with its own role, finished once.
+    confirms = client.search_runs([experiment_id], "tags.`scolio.role` = 'confirmation'")
+    assert [(c.info.status, c.data.tags["mlflow.parentRunId"], c.data.params["train.seed"]) for c in confirms] == [
+        ("FINISHED", parents[0].info.run_id, "1")]
+    assert parents[0].data.tags["scolio.selected_run_id"] == confirms[0].info.run_id
     return {"parent": parents[0], "children": {c.data.tags["ray.trial_id"]: c for c in children}}
 
 
@@ -394,7 +403,8 @@ def test_killed_worker_and_driver_killed_anywhere_resume_to_one_record_and_one_l
         assert "**one-shot test**" not in summary, summary
         with open(results / "leaderboard.csv", newline="") as handle:
             board = list(csv.DictReader(handle))
-        assert [row["split"] for row in board] == ["val"] * NUM_TRIALS + ["REOPENED test"], board
+        assert [row["split"] for row in board] == ["val"] * NUM_TRIALS + ["val, confirmation seed 1",
+                                                                          "REOPENED test"], board
         assert "| REOPENED test |" in (results / "leaderboard.md").read_text()
         # The killed trial's child run continued (same run, marked as restarted, error kept), not a duplicate.
         child = record["children"][victim["trial_id"]]

@@ -206,7 +206,7 @@ def test_report_writes_plots_and_summary(store, tmp_path):
     summary = paths.summary_md.read_text()
     assert "# Sweep clean" in summary and "one-shot test" in summary and "95 % CI" in summary
     assert "FINISHED: 2" in summary and "KILLED by early stopping: 1" in summary and "FAILED: 1" in summary
-    assert "severity-oracle macro-F1 on the test ids (synthetic data; the ceiling a test number is compared with): 0.91" in summary
+    assert "severity-oracle macro-F1 on the test ids (synthetic data; the reference a test number is compared with): 0.91" in summary
     assert "VERDICT: CLEAN" in summary
     table = paths.leaderboard_md.read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # minus the header

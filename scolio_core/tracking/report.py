@@ -378,6 +378,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
         found = confirmation_problems(record, confirmed)
         problems.extend(found)
         winner_is_best = not found
+        winner_value = winner.best(metric, mode)[1]
     elif not winner_is_best:
         better = next(t for t in record.trials if t.run_id == best_runs[0])
         problems.append(f"the selected trial {winner.trial_id} has best {metric} = {winner_value:.4f}, but trial "
@@ -472,6 +473,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = DEFAULT_EX
                            for look in looks],
         "split_fingerprint": split_fp, "trainval_fingerprint": tags.get(schema.TAG_TRAINVAL_FINGERPRINT),
         "contract": contract_info, "problems": problems, "warnings": warnings, "clean": not problems,
+        "confirmation": _confirmation_audit(confirmed),
     }
     audit["verdict"] = format_audit(audit)
     return audit
@@ -544,14 +546,32 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _confirmation_audit(confirmed: dict | None) -> dict | None:
+    """What the audit reports of a confirmed selection: the chosen candidate, its mean and the seeds."""
+    if confirmed is None:
+        return None
+    rows = {row.get("search_trial"): row for row in confirmed.get("candidates") or []}
+    chosen = rows.get(confirmed.get("chosen"), {})
+    return {"chosen_search_trial": confirmed.get("chosen"), "chosen_label": chosen.get("label"),
+            "chosen_mean": chosen.get("mean"), "seeds": confirmed.get("seeds"), "candidates": len(rows)}
+
+
 def format_audit(audit: dict) -> str:
     """A short plain-language verdict."""
     n = audit["test_evaluations"]
+    confirmation = audit.get("confirmation")
     lines = [f"Audit of sweep {audit['sweep']!r} ({audit['trials']} trials, parent run {audit['parent_run_id']}):"]
-    lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}), selected on "
-                 f"{audit['selection_split'] or 'an unrecorded split'} by {audit['selection_metric']} "
-                 f"({audit['mode']}): {_number(audit['winner_value'])}; "
-                 f"best of all trials {_number(audit['best_value'])}")
+    if confirmation:
+        lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}, "
+                     f"{audit['selection_metric']} {_number(audit['winner_value'])}), the first confirmation seed of "
+                     f"{confirmation['chosen_label']} (search trial {confirmation['chosen_search_trial']}), chosen "
+                     f"among the top {confirmation['candidates']} by its mean over seeds {confirmation['seeds']}: "
+                     f"{_number(confirmation['chosen_mean'])}; best search trial {_number(audit['best_value'])}")
+    else:
+        lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}), selected on "
+                     f"{audit['selection_split'] or 'an unrecorded split'} by {audit['selection_metric']} "
+                     f"({audit['mode']}): {_number(audit['winner_value'])}; "
+                     f"best of all trials {_number(audit['best_value'])}")
     lines.append(f"- test set evaluated {n} time(s)" + (" (one-shot)" if n == 1 else "")
                  + (f"; reopened attempts {audit['reopened_attempts']}" if audit["reopened_attempts"] else ""))
     lines.append(f"- split fingerprint {audit['split_fingerprint'] or 'not recorded'}; train/val fingerprint "
@@ -568,6 +588,10 @@ def format_audit(audit: dict) -> str:
     if audit["problems"]:
         lines.append(f"VERDICT: {len(audit['problems'])} PROBLEM(S) FOUND")
         lines.extend(f"  ! {p}" for p in audit["problems"])
+    elif confirmation:
+        lines.append("VERDICT: CLEAN: the winner was chosen on val by the confirmation's mean over new seeds, it is "
+                     "the seed the declared rule names, and test was looked at no more than once with the data its "
+                     "contract names.")
     else:
         lines.append("VERDICT: CLEAN: the winner was chosen on val, it is the best trial by val, and test was "
                      "looked at no more than once with the data its contract names.")
@@ -587,10 +611,10 @@ def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str) -> str:
              f"{record.tags.get(schema.TAG_PARTITION, 'not recorded')}",
              f"- searched: {', '.join(record.searched) or 'nothing recorded'}"]
     if schema.TAG_ORACLE_VAL_MACRO_F1 in record.tags:
-        lines.append("- severity-oracle macro-F1 on the val ids (synthetic data; the ceiling a val number is "
+        lines.append("- severity-oracle macro-F1 on the val ids (synthetic data; the reference a val number is "
                      f"compared with): {record.tags[schema.TAG_ORACLE_VAL_MACRO_F1]}")
     if schema.TAG_ORACLE_MACRO_F1 in record.tags:
-        lines.append("- severity-oracle macro-F1 on the test ids (synthetic data; the ceiling a test number is "
+        lines.append("- severity-oracle macro-F1 on the test ids (synthetic data; the reference a test number is "
                      f"compared with): {record.tags[schema.TAG_ORACLE_MACRO_F1]}")
     lines += ["", "## Winner", ""]
     if winner is None:
