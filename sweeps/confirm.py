@@ -82,6 +82,20 @@ class ConfirmationRecord:
     def search_winner(self) -> ConfirmedCandidate:
         return self.candidates[0]
 
+    def summary_lines(self) -> list[str]:
+        """The confirmation as the sweep prints it: each candidate's search val beside its confirmed mean."""
+        lines = [f"  confirmation: the top {len(self.candidates)} by search val, re-trained with seeds "
+                 f"{self.seeds} (same val ids, full budget):"]
+        for i, c in enumerate(self.candidates):
+            mean, low, high = c.mean_ci
+            interval = f" [95 % CI {low:.2f}, {high:.2f}]" if math.isfinite(low) else ""
+            seeds = " / ".join(f"{c.seed_vals[s]:.4f}" for s in sorted(c.seed_vals))
+            mark = "   <- selected" if i == self.chosen else ""
+            lines.append(f"    #{c.rank} {c.label}: search {self.metric} {c.search_val:.4f} -> confirmed mean "
+                         f"{mean:.4f}{interval} (seeds {seeds}); optimism {c.optimism:+.4f}{mark}")
+        lines.append(f"  tested: {TESTED_RULE}")
+        return lines
+
     def to_json(self) -> str:
         rows = []
         for c in self.candidates:
@@ -221,19 +235,3 @@ def record_confirmation(context: SweepContext, record: ConfirmationRecord) -> No
                      tags=[], synchronous=True)
     client.set_tag(parent, schema.TAG_CONFIRMATION, record.to_json())
     client.set_tag(parent, schema.TAG_CONFIRM_RULE, TESTED_RULE)
-
-
-def confirmation_lines(record: ConfirmationRecord) -> list[str]:
-    """The confirmation as the sweep prints it: each candidate's search val beside its confirmed mean."""
-    name = record.metric
-    lines = [f"  confirmation: the top {len(record.candidates)} by search val, re-trained with seeds "
-             f"{record.seeds} (same val ids, full budget):"]
-    for i, c in enumerate(record.candidates):
-        mean, low, high = c.mean_ci
-        interval = f" [95 % CI {low:.2f}, {high:.2f}]" if math.isfinite(low) else ""
-        seeds = " / ".join(f"{c.seed_vals[s]:.4f}" for s in sorted(c.seed_vals))
-        mark = "   <- selected" if i == record.chosen else ""
-        lines.append(f"    #{c.rank} {c.label}: search {name} {c.search_val:.4f} -> confirmed mean {mean:.4f}"
-                     f"{interval} (seeds {seeds}); optimism {c.optimism:+.4f}{mark}")
-    lines.append(f"  tested: {TESTED_RULE}")
-    return lines

@@ -282,10 +282,8 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
     print(f"  val  {metric}: {outcome.val.get(metric, float('nan')):.4f}   "
           f"val accuracy: {outcome.val.get('val/accuracy', float('nan')):.4f}{val_oracle}")
     if outcome.confirmation is not None:
-        from sweeps.confirm import confirmation_lines
-
         print("        (the tested model's best evaluation on val: one of the confirmed seeds)")
-        for line in confirmation_lines(outcome.confirmation):
+        for line in outcome.confirmation.summary_lines():
             print(line)
     else:
         print("        (the best of many evaluations on a small val set: biased upwards, not an estimate)")

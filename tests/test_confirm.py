@@ -53,6 +53,9 @@ def test_the_best_confirmed_mean_is_chosen_and_a_tie_goes_to_the_better_search_r
     data = json.loads(record.to_json())
     assert data["chosen"] == "t2" and data["tested_trial"] == "c21" and data["seeds"] == [1, 2]
     assert [row["seed_vals"] for row in data["candidates"]] == [{"1": 0.60, "2": 0.62}, {"1": 0.70, "2": 0.66}]
+    printed = record.summary_lines()  # what the sweep prints: search val beside the confirmed mean, on val ids
+    assert printed[2].startswith("    #2 config 2: search val/macro_f1 0.7800 -> confirmed mean 0.6800 [95 % CI")
+    assert printed[2].endswith("optimism +0.1000   <- selected") and "<- selected" not in printed[1]
     single = candidate(1, 0.8, 0.7)
     assert single.mean_ci[0] == 0.7 and json.loads(ConfirmationRecord(
         "val/macro_f1", "max", [1], [single], 0, "c11").to_json())["candidates"][0]["ci_low"] is None
