@@ -3,6 +3,7 @@
 Run: python benchmarks/search.py            # ~35-45 min on 2 shared CPU cores (phase 1, real checks, replays)
      python benchmarks/search.py --quick    # 6-point space, short trials, 2 replay seeds (~5 min)
      python benchmarks/search.py --table T.json   # skip phase 1 and the real checks: replay a saved record
+     python benchmarks/search.py --compare-budget SHORT.json FULL.json   # compressed vs full schedules
 
 Phase 1 (real): every point of a discrete space (representation x sigma (skeleton maps only) x class
 weighting x train.lr, 30 points) trains to the full budget under Ray Tune with `trainables.baseline`,
@@ -365,6 +366,32 @@ def rank_agreement(grid: list[TrialRecord]) -> list[tuple[int, float]]:
     return [(int(col) + 1, float(frame[col].corr(best, method="spearman"))) for col in frame.columns]
 
 
+def budget_agreement(short: list[TrialRecord], full: list[TrialRecord]) -> dict[str, float]:
+    """How well complete runs at a compressed budget (the whole lr schedule squeezed into fewer steps) rank the
+    grid's points the way full-budget runs do: what a Hyperband-style bracket would rely on. Per point its best
+    val in each record; `spearman` over the common points; `best_kept` 1.0 when every point tied for the full
+    budget's best is in the short budget's top third; `top3_kept` the share of the full budget's 3 best points in
+    that top third; `bracket_cost` what "all points short, the top third again in full" costs, as a share of the
+    full grid (the short runs included)."""
+    import pandas as pd
+
+    shorts, fulls = {t.key: t.best for t in short}, {t.key: t.best for t in full}
+    common = sorted(set(shorts) & set(fulls))
+    if len(common) < 3:
+        raise ValueError(f"the records share {len(common)} points; need at least 3")
+    frame = pd.DataFrame({"short": [shorts[k] for k in common], "full": [fulls[k] for k in common]}, index=common)
+    third = max(1, -(-len(common) // 3))
+    kept = set(frame["short"].sort_values(ascending=False, kind="stable").index[:third])
+    best = frame["full"].max()
+    top3 = list(frame["full"].sort_values(ascending=False, kind="stable").index[:3])
+    short_steps = statistics.mean(t.iterations for t in short if t.key in common)
+    full_steps = statistics.mean(t.iterations for t in full if t.key in common)
+    return {"points": float(len(common)), "spearman": float(frame["short"].corr(frame["full"], method="spearman")),
+            "best_kept": float(all(k in kept for k in frame.index[frame["full"] >= best - TIE])),
+            "top3_kept": sum(k in kept for k in top3) / 3,
+            "bracket_cost": (len(common) * short_steps + third * full_steps) / (len(common) * full_steps)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6-point space, 48 steps, 2 replay seeds")
@@ -383,7 +410,20 @@ def main() -> None:
     parser.add_argument("--table", help="replay a record saved by --save (skips phase 1 and the real checks)")
     parser.add_argument("--save", help="write the phase-1 record (curves, times, real ASHA run) to this JSON")
     parser.add_argument("--cache-dir", help="where the synthetic data set is cached (default: the sweeps' cache)")
+    parser.add_argument("--compare-budget", nargs=2, metavar=("SHORT.json", "FULL.json"),
+                        help="compare two saved records of the same grid at different budgets (no Ray, no replay)")
     args = parser.parse_args()
+    if args.compare_budget:
+        short_path, full_path = args.compare_budget
+        short, full = (load_trials(json.loads(Path(p).read_text())["grid"]) for p in (short_path, full_path))
+        found = budget_agreement(short, full)
+        print(f"short budget {statistics.mean(t.iterations for t in short):.0f} steps vs full "
+              f"{statistics.mean(t.iterations for t in full):.0f}, {found['points']:.0f} common points")
+        print(f"SUMMARY budget: Spearman {found['spearman']:.2f} between the short and full budget's best val per "
+              f"point; full best in the short top third: {'yes' if found['best_kept'] else 'no'}; full top 3 kept "
+              f"{found['top3_kept']:.2f}; a short-then-full-for-the-top-third bracket costs "
+              f"{found['bracket_cost']:.2f} of the grid")
+        return
     space = QUICK_SPACE if args.quick else SPACE
     args.iterations = args.iterations or (48 if args.quick else 240)
     args.eval_every = args.eval_every or (12 if args.quick else 24)

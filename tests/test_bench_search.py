@@ -69,3 +69,19 @@ def test_asha_rungs(bench):
     assert bench.asha_rungs(10, 2, 3) == [2, 6]
     assert bench.asha_rungs(10, 1, 3) == [1, 3, 9]
     assert bench.asha_rungs(4, 1, 2) == [1, 2]
+
+
+def test_budget_agreement_ranks_points_and_prices_the_bracket(bench):
+    def records(bests: dict[str, float], steps: int):
+        return [bench.TrialRecord(k, k, {}, [(1, steps, v, 1.0)], "finished") for k, v in bests.items()]
+
+    full = records({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6, "e": 0.5, "f": 0.4}, 240)
+    same_order = bench.budget_agreement(records({"a": 0.5, "b": 0.45, "c": 0.4, "d": 0.3, "e": 0.2, "f": 0.1}, 80), full)
+    assert same_order["spearman"] == pytest.approx(1.0) and same_order["best_kept"] == 1.0
+    assert same_order["top3_kept"] == pytest.approx(2 / 3)  # top third of 6 = 2 points: a and b, not c
+    assert same_order["bracket_cost"] == pytest.approx((6 * 80 + 2 * 240) / (6 * 240))
+    reversed_order = bench.budget_agreement(records({"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5, "f": 0.6}, 80),
+                                            full)
+    assert reversed_order["spearman"] == pytest.approx(-1.0) and reversed_order["best_kept"] == 0.0
+    with pytest.raises(ValueError, match="share 0 points"):
+        bench.budget_agreement(records({"x": 0.1}, 80), full)
