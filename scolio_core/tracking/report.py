@@ -258,19 +258,25 @@ def winner_test_result(record: SweepRecord) -> dict | None:
 
 
 # --------------------------------------------------------------------------------------- leaderboard
-def leaderboard(record: SweepRecord) -> pd.DataFrame:
-    """One row per trial sorted by best val macro-F1, then one test row for the winner (if tested)."""
-    rows = []
-    for trial in record.trials:
-        step, best = trial.best(VAL_METRIC, "max")
-        iterations = trial.history.get(schema.METRIC_ITERATION, {})
-        rows.append({
-            "trial_id": trial.trial_id, "run_id": trial.run_id, "split": "val", "status": trial.status,
-            **{name: trial.params.get(name) for name in record.searched},
+def _val_row(trial: Trial, searched: list[str], split: str) -> dict[str, Any]:
+    """A child run's leaderboard row: its searched values and its best val evaluation."""
+    step, best = trial.best(VAL_METRIC, "max")
+    iterations = trial.history.get(schema.METRIC_ITERATION, {})
+    return {"trial_id": trial.trial_id, "run_id": trial.run_id, "split": split, "status": trial.status,
+            **{name: trial.params.get(name) for name in searched},
             "macro_f1": best, "accuracy": trial.history.get(schema.METRIC_VAL_ACCURACY, {}).get(step, math.nan),
             "best_step": step, "iterations": max(iterations.values()) if iterations else None,
-            "evaluations": len(trial.history.get(VAL_METRIC, {})),
-        })
+            "evaluations": len(trial.history.get(VAL_METRIC, {}))}
+
+
+def _config_key(trial: Trial, searched: list[str]) -> str:
+    """A trial's searched values as one comparable string (ties and duplicates are decided on it)."""
+    return repr([trial.params.get(name) for name in searched])
+
+
+def leaderboard(record: SweepRecord) -> pd.DataFrame:
+    """One row per trial sorted by best val macro-F1, then one test row for the winner (if tested)."""
+    rows = [_val_row(trial, record.searched, "val") for trial in record.trials]
     frame = pd.DataFrame(rows, columns=["trial_id", "run_id", "split", "status", *record.searched, "macro_f1",
                                         "accuracy", "best_step", "iterations", "evaluations"])
     result, winner = winner_test_result(record), record.winner()
@@ -278,22 +284,15 @@ def leaderboard(record: SweepRecord) -> pd.DataFrame:
     # go by the earlier best evaluation, then by the configuration itself (not by run ids or start times, which
     # differ between re-runs of the same sweep).
     frame["_selected"] = frame["run_id"] == (winner.run_id if winner else None)
-    frame["_config"] = [repr([trial.params.get(name) for name in record.searched]) for trial in record.trials]
+    frame["_config"] = [_config_key(trial, record.searched) for trial in record.trials]
     frame = frame.sort_values(["macro_f1", "_selected", "best_step", "_config"], ascending=[False, False, True, True],
                               na_position="last", kind="stable")
     frame = frame.drop(columns=["_selected", "_config"])
     frame.insert(0, "rank", range(1, len(frame) + 1))
-    confirmations = []
-    for trial in record.confirmations:  # unranked: they re-train ranked configurations, they do not compete
-        step, best = trial.best(VAL_METRIC, "max")
-        iterations = trial.history.get(schema.METRIC_ITERATION, {})
-        confirmations.append({
-            "rank": None, "trial_id": trial.trial_id, "run_id": trial.run_id,
-            "split": f"val, confirmation seed {trial.params.get('train.seed')}", "status": trial.status,
-            **{name: trial.params.get(name) for name in record.searched},
-            "macro_f1": best, "accuracy": trial.history.get(schema.METRIC_VAL_ACCURACY, {}).get(step, math.nan),
-            "best_step": step, "iterations": max(iterations.values()) if iterations else None,
-            "evaluations": len(trial.history.get(VAL_METRIC, {}))})
+    # Unranked: they re-train ranked configurations, they do not compete.
+    confirmations = [{"rank": None, **_val_row(trial, record.searched,
+                                               f"val, confirmation seed {trial.params.get('train.seed')}")}
+                     for trial in record.confirmations]
     if confirmations:
         ordered = pd.DataFrame(confirmations).sort_values(["split", "macro_f1"], ascending=[True, False],
                                                           kind="stable")
@@ -492,15 +491,12 @@ def confirmation_problems(record: SweepRecord, confirmed: dict) -> list[str]:
     unknown = [c for c in candidates if c not in search]
     if unknown or not rows:
         return [f"the confirmation names search trial(s) {unknown or 'none'} that are not trials of this sweep"]
-
-    def config(trial: Trial) -> str:
-        return repr([trial.params.get(name) for name in record.searched])
-
     lowest = min(sign * search[c].best(metric, mode)[1] for c in candidates)
-    taken = {config(search[c]) for c in candidates}
+    taken = {_config_key(search[c], record.searched) for c in candidates}
     for trial in record.trials:
         score = sign * trial.best(metric, mode)[1]
-        if trial.trial_id not in candidates and config(trial) not in taken and score > lowest + _TIE:
+        if trial.trial_id not in candidates and _config_key(trial, record.searched) not in taken \
+                and score > lowest + _TIE:
             problems.append(f"search trial {trial.trial_id} ({metric} {sign * score:.4f}) outranks a confirmed "
                             "candidate but was not confirmed")
     runs: dict[str, dict[int, Trial]] = {c: {} for c in candidates}
