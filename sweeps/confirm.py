@@ -139,14 +139,15 @@ def choose(candidates: list[ConfirmedCandidate], mode: str) -> int:
     """Index of the candidate with the best confirmed mean; a tie goes to the better search rank."""
     sign = 1.0 if mode == "max" else -1.0
     # rounded: means that differ only by float summation order are a tie, not a win
-    return min(range(len(candidates)), key=lambda i: (round(-sign * candidates[i].mean_ci[0], 9), candidates[i].rank))
+    return min(range(len(candidates)),
+               key=lambda i: (round(-sign * candidates[i].mean_ci[0], 9), candidates[i].rank))
 
 
 def confirm(context: SweepContext, trainable: Callable, results) -> Confirmed | None:
     """Re-train the top candidates with new seeds (a Tune run of its own, resumable like the search) and
     choose among them by mean val; None when the profile's confirmation is off."""
     from sweeps.engine import experiment_path
-    from sweeps.finish import best_checkpoint, ranked_trials
+    from sweeps.finish import best_checkpoint, ranked_trials, trial_id_of
     from sweeps.run import run_trials
     from sweeps.searchers import FixedConfigurations
     from sweeps.tracking import trial_label
@@ -161,7 +162,8 @@ def confirm(context: SweepContext, trainable: Callable, results) -> Confirmed | 
         key = json.dumps(values, sort_keys=True)
         if key not in keys and len(candidates) < settings.candidates:
             keys.append(key)
-            candidates.append((_trial_id(result), values, best_checkpoint(result, metric, mode)[1].get(metric, math.nan)))
+            search_val = best_checkpoint(result, metric, mode)[1].get(metric, math.nan)
+            candidates.append((trial_id_of(result), values, search_val))
     if not candidates:
         raise LockboxError(f"sweep {context.name}: no trial reported a finite {metric}; nothing to confirm")
     seeds = confirmation_seeds(context)
@@ -196,18 +198,15 @@ def confirm(context: SweepContext, trainable: Callable, results) -> Confirmed | 
     confirmed = [ConfirmedCandidate(
         rank=i + 1, search_trial=trial_id, label=trial_label(values, tuple(context.profile.search)),
         search_val=float(search_val), seed_vals={s: float(found[(i, s)][2][metric]) for s in seeds},
-        seed_trials={s: _trial_id(found[(i, s)][0]) for s in seeds})
+        seed_trials={s: trial_id_of(found[(i, s)][0]) for s in seeds})
         for i, (trial_id, values, search_val) in enumerate(candidates)]
     chosen = choose(confirmed, mode)
     tested_result, tested_checkpoint, tested_val = found[(chosen, seeds[0])]
     record = ConfirmationRecord(metric=metric, mode=mode, seeds=seeds, candidates=confirmed, chosen=chosen,
-                                tested_trial=_trial_id(tested_result))
+                                tested_trial=trial_id_of(tested_result))
     record_confirmation(context, record)
     return Confirmed(record, tested_result, tested_checkpoint, tested_val)
 
-
-def _trial_id(result) -> str:
-    return str(result.metrics.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
 
 
 def record_confirmation(context: SweepContext, record: ConfirmationRecord) -> None:

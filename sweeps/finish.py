@@ -54,6 +54,11 @@ class SweepOutcome:
     confirmation: object | None = None  # sweeps.confirm.ConfirmationRecord when the candidates were confirmed
 
 
+def trial_id_of(result) -> str:
+    """A Tune result's trial id (what the trial's MLflow child run is tagged with)."""
+    return str(result.metrics.get("trial_id") or Path(result.path).name)
+
+
 def ranked_trials(context: SweepContext, results) -> list:
     """The trials that reported a finite sweep metric, best first by their best value over all reports.
 
@@ -73,7 +78,7 @@ def ranked_trials(context: SweepContext, results) -> list:
         if values:
             best, at = max(values, key=lambda item: (item[0], -item[1]))
             searched = json.dumps({k: result.config.get(k) for k in sorted(context.profile.search)}, default=str)
-            scored.append(((-best, at, searched, str(result.metrics.get("trial_id", result.path))), result))
+            scored.append(((-best, at, searched, trial_id_of(result)), result))
     return [result for _, result in sorted(scored, key=lambda item: item[0])]
 
 
@@ -118,7 +123,7 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
         best, checkpoint, val = confirmed.tested_result, confirmed.tested_checkpoint, confirmed.tested_val
     else:
         best, checkpoint, val = select_winner(context, results)
-    trial_id = best.metrics.get("trial_id") or Path(best.path).name
+    trial_id = trial_id_of(best)
     local = context.work_dir / "winner_checkpoint"
     shutil.rmtree(local, ignore_errors=True)
     checkpoint.to_directory(str(local))

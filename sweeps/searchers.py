@@ -56,7 +56,8 @@ class BudgetAwareOptunaSearch(OptunaSearch):
             return
         import optuna
 
-        # Stopped early by the scheduler: its intermediate values stay on the trial; Optuna keeps its last intermediate value, marked as pruned.
+        # Stopped early by the scheduler: its intermediate values stay on the trial; Optuna keeps its last
+        # intermediate value, marked as pruned.
         self._ot_study.tell(self._ot_trials[trial_id], None, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 

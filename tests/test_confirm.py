@@ -41,7 +41,8 @@ def test_fixed_configurations_suggests_each_once_in_order_then_finishes_and_surv
 
 
 def test_the_best_confirmed_mean_is_chosen_and_a_tie_goes_to_the_better_search_rank():
-    top, runner_up, third = candidate(1, 0.80, 0.60, 0.62), candidate(2, 0.78, 0.70, 0.66), candidate(3, 0.7, 0.67, 0.67)
+    top, runner_up = candidate(1, 0.80, 0.60, 0.62), candidate(2, 0.78, 0.70, 0.66)
+    third = candidate(3, 0.7, 0.67, 0.67)
     assert choose([top, runner_up, third], "max") == 1  # the search's winner was lucky on val
     assert choose([top, candidate(2, 0.78, 0.62, 0.60)], "max") == 0  # same mean: the better search rank
     assert choose([top, runner_up], "min") == 0

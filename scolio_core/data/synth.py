@@ -143,8 +143,8 @@ def partition_filename(train_ratio: tuple[int, int, int]) -> str:
 def oracle_macro_f1(root: str | Path, ids: list[str] | tuple[str, ...]) -> float | None:
     """Macro-F1 of classifying `ids` by their noiseless latent severity: the stand-in's ceiling in expectation,
     computed *on those ids* (a val set and a test set have different ones). On a small set it is a reference,
-    not a bound: with 3 neutral test ids a model can beat it by luck (the demo of 2026-12-01: 0.884 vs 0.709). None when `root` is not a stand-in or holds none of
-    the ids."""
+    not a bound: with 3 neutral test ids a model can beat it by luck (the demo of 2026-12-01: 0.884 vs 0.709).
+    None when `root` is not a stand-in or holds none of the ids."""
     meta_path = Path(root) / "synth_meta.json"
     if not meta_path.is_file() or not ids:
         return None
