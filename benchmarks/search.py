@@ -47,7 +47,15 @@ from typing import Any, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from scolio_core.config import SKELETON_REPRESENTATIONS
-from sweeps.profiles import AshaSchedule, Budget, SweepProfile, SynthSettings, load_profile, parse_distribution
+from sweeps.profiles import (
+    AshaSchedule,
+    Budget,
+    SweepProfile,
+    SynthSettings,
+    load_profile,
+    parse_distribution,
+    rung_milestones,
+)
 
 SPACE: dict[str, dict[str, list]] = {
     "input.representation": {"choice": ["body-only", "full-body", "silhouette"]},
@@ -125,15 +133,6 @@ def grid_expected_trials(num_points: int, num_best: int) -> float:
     if not 1 <= num_best <= num_points:
         raise ValueError(f"need 1 <= num_best <= num_points, got {num_best} of {num_points}")
     return (num_points + 1) / (num_best + 1)
-
-
-def asha_rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """The milestones (in evaluations) where ASHA compares trials: grace * rf^k below max_t."""
-    rungs, t = [], float(grace_period)
-    while t < max_t:
-        rungs.append(int(t))
-        t *= reduction_factor
-    return rungs
 
 
 def charged(reached: int | None, total: int) -> int:
@@ -479,7 +478,7 @@ def main() -> None:
               f"(random {args.random_time_scale})", flush=True)
         for variant in args.variants:
             asha = VARIANTS[variant].get("asha")
-            rungs = asha_rungs(base.evaluations_per_trial, asha["grace_period"], asha["reduction_factor"]) if asha else []
+            rungs = rung_milestones(base.evaluations_per_trial, asha["grace_period"], asha["reduction_factor"]) if asha else []
             print(f"  {variant}: " + (f"ASHA grace {asha['grace_period']}, reduction {asha['reduction_factor']}, rungs "
                                       f"at evaluations {rungs} of {base.evaluations_per_trial} + " if asha else "FIFO + ")
                   + ("Optuna RandomSampler" if VARIANTS[variant]["kind"] == "random" else

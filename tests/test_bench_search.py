@@ -65,10 +65,10 @@ def test_grid_expected_trials_matches_enumeration(bench):
         bench.grid_expected_trials(3, 0)
 
 
-def test_asha_rungs(bench):
-    assert bench.asha_rungs(10, 2, 3) == [2, 6]
-    assert bench.asha_rungs(10, 1, 3) == [1, 3, 9]
-    assert bench.asha_rungs(4, 1, 2) == [1, 2]
+def test_rungs_are_the_sweeps_own(bench):
+    assert bench.rung_milestones(10, 2, 3) == [2, 6]
+    assert bench.rung_milestones(10, 1, 3) == [1, 3, 9]
+    assert bench.rung_milestones(4, 1, 2) == [1, 2]
 
 
 def test_budget_agreement_ranks_points_and_prices_the_bracket(bench):
