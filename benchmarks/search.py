@@ -4,6 +4,8 @@ Run: python benchmarks/search.py            # ~35-45 min on 2 shared CPU cores (
      python benchmarks/search.py --quick    # 6-point space, short trials, 2 replay seeds (~5 min)
      python benchmarks/search.py --table T.json   # skip phase 1 and the real checks: replay a saved record
      python benchmarks/search.py --compare-budget SHORT.json FULL.json   # compressed vs full schedules
+     python benchmarks/search.py --truth-seeds 3 --seeds 0 --save R.json   # the grid with ground truth (~60 min)
+     python benchmarks/search.py --table R.json   # replays, then regret against R's ground truth
 
 Phase 1 (real): every point of a discrete space (representation x sigma (skeleton maps only) x class
 weighting x train.lr, 30 points) trains to the full budget under Ray Tune with `trainables.baseline`,
@@ -19,6 +21,13 @@ per method are then cheap. Check: the replay of the real seed-0 ASHA+TPE search 
 configs, stop them at the same rungs and reach the same best. That check runs one trial at a time: with
 two, which trial reaches a rung first is decided by timing noise in real runs as in replays, so the seed-0
 replay is also repeated at two at a time to show how much timing alone moves the outcome.
+
+Ground truth (`--truth-seeds N`, benchmarks/ground_truth.py): phase 1 instead records the grid at training
+seeds 0..N-1, and scores every model a replayed method could test on a large fresh population of the same
+generator (another seed, never used for a choice). The replays then end with what each method would send to
+the test look: its regret against the best point's true score, the compute it spent (confirmation included)
+and the optimism of the val number it reports; `pipeline` is what the sweeps run (late rung, 8 samples, top 2
+confirmed with 2 new seeds) and gets the closing `SUMMARY selection` line.
 
 Cost is trial-iterations (optimiser steps actually run), summed over trials in completion order until the
 method first holds a trial whose best val macro-F1 over its reports (what selection uses) reaches the grid's
@@ -46,6 +55,7 @@ from typing import Any, Sequence
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from scolio_core import CLASS_NAMES
 from scolio_core.config import SKELETON_REPRESENTATIONS
 from sweeps.profiles import (
     AshaSchedule,
@@ -81,6 +91,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batched+tpe late": {"kind": "asha+tpe", "asha": {"grace_period": 9, "reduction_factor": 3},
                          "reproducible": True},
     "tpe (fifo)": {"kind": "tpe"},
+    # The pipeline the sweeps run since 2026-12-01: the late rung, the demo's 8 samples, and the confirmation
+    # (top 2 re-trained with 2 new seeds, sweeps/confirm.py). Its ground truth needs a record with 3 seeds.
+    "pipeline": {"kind": "asha+tpe", "asha": {"grace_period": 9, "reduction_factor": 3}, "reproducible": True,
+                 "samples": 8, "confirm": (2, 2)},
+    # the same search without the confirmation: what the confirmation adds
+    "late n8": {"kind": "asha+tpe", "asha": {"grace_period": 9, "reduction_factor": 3}, "reproducible": True,
+                "samples": 8},
 }
 PRIMARY = "asha+tpe"
 REPRODUCIBLE = "batched+tpe"
@@ -342,6 +359,52 @@ def phase1(args, root: Path, space: dict, split, storage: Path) -> dict:
     return record
 
 
+def phase1_truth(args, root: Path, space: dict, split, storage: Path, rungs: list[int]) -> dict:
+    """The grid at training seeds 0..truth_seeds-1, each model selection could test scored on a fresh
+    population (benchmarks/ground_truth.py); the record is saved after each seed."""
+    from ray import tune
+
+    from benchmarks.ground_truth import collect, decision_points, population, truth_trainable
+
+    points = grid_points(space)
+    profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every)
+    start = time.perf_counter()
+    population_root, population_ids = population(Path(args.cache_dir) if args.cache_dir else None,
+                                                  args.population // 3, SYNTH["frames"])
+    decisions = decision_points(profile.evaluations_per_trial, rungs)
+    print(f"  population: {len(population_ids)} sequences ({len(population_ids) // 3} per class) in "
+          f"{population_root} ({time.perf_counter() - start:.0f} s); models scored at evaluations {decisions}",
+          flush=True)
+    record: dict[str, Any] = {"population": {"root": population_root.name, "sequences": len(population_ids)},
+                              "decisions": decisions, "grid_seeds": {}, "truth": {}}
+    for seed in range(args.truth_seeds):
+        out = storage.parent / "truth" / f"seed{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        # The confirmation's seeds are only ever tested at the full budget: score only that model there.
+        scored_at = decisions if seed == 0 else decisions[-1:]
+        trainable = tune.with_parameters(truth_trainable, split=split, population_root=str(population_root),
+                                         population_ids=population_ids, decisions=scored_at, searched=list(space),
+                                         out_dir=str(out))
+        grid, wall = run_search("grid", 0, profile, trainable, storage,
+                                points=[{**p, "train.seed": seed} for p in points])
+        print(f"  grid at train.seed {seed}: {len(grid)} trials in {wall:.0f} s (load average "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
+        if seed == 0:
+            record.update({"grid": [asdict(t) for t in grid], "grid_wall_s": wall})
+        else:
+            record["grid_seeds"][str(seed)] = [asdict(t) for t in grid]
+        record["truth"].update(collect(out, point_key))
+        if args.save:  # after each seed: a crash keeps what was measured
+            Path(args.save).write_text(json.dumps(record))
+    return record
+
+
+def variant_rungs(variant: str, evaluations: int) -> list[int]:
+    """The evaluations at which `variant`'s scheduler compares trials (none for FIFO and random)."""
+    asha = VARIANTS[variant].get("asha")
+    return rung_milestones(evaluations, asha["grace_period"], asha["reduction_factor"]) if asha else []
+
+
 def code_fingerprint() -> str:
     """sha256 over the sources trial processes import: a curve is only a fixed function of its config while
     these stay unchanged (each trial re-imports them from the working tree)."""
@@ -409,6 +472,12 @@ def main() -> None:
     parser.add_argument("--table", help="replay a record saved by --save (skips phase 1 and the real checks)")
     parser.add_argument("--save", help="write the phase-1 record (curves, times, real ASHA run) to this JSON")
     parser.add_argument("--cache-dir", help="where the synthetic data set is cached (default: the sweeps' cache)")
+    parser.add_argument("--truth-seeds", type=int, default=0,
+                        help="phase 1 records the grid at training seeds 0..N-1 with ground truth (a true score per "
+                             "model selection could test; benchmarks/ground_truth.py) instead of the real checks; "
+                             "3 lets the pipeline's 2x2 confirmation replay (%(default)s)")
+    parser.add_argument("--population", type=int, default=1200,
+                        help="fresh sequences (a third per class) that give the ground truth (%(default)s)")
     parser.add_argument("--compare-budget", nargs=2, metavar=("SHORT.json", "FULL.json"),
                         help="compare two saved records of the same grid at different budgets (no Ray, no replay)")
     args = parser.parse_args()
@@ -461,7 +530,11 @@ def main() -> None:
         else:
             print("phase 1: real trials", flush=True)
             before = code_fingerprint()
-            record = phase1(args, root, space, split, storage)
+            if args.truth_seeds:
+                record = phase1_truth(args, root, space, split, storage,
+                                      [r for v in args.variants for r in variant_rungs(v, base.evaluations_per_trial)])
+            else:
+                record = phase1(args, root, space, split, storage)
             record["code"] = {"before": before, "after": code_fingerprint()}
             if before != record["code"]["after"]:
                 print(f"WARNING: the sources under scolio_core/, trainables/ or sweeps/ changed during phase 1 "
@@ -478,7 +551,7 @@ def main() -> None:
               f"(random {args.random_time_scale})", flush=True)
         for variant in args.variants:
             asha = VARIANTS[variant].get("asha")
-            rungs = rung_milestones(base.evaluations_per_trial, asha["grace_period"], asha["reduction_factor"]) if asha else []
+            rungs = variant_rungs(variant, base.evaluations_per_trial)
             print(f"  {variant}: " + (f"ASHA grace {asha['grace_period']}, reduction {asha['reduction_factor']}, rungs "
                                       f"at evaluations {rungs} of {base.evaluations_per_trial} + " if asha else "FIFO + ")
                   + ("Optuna RandomSampler" if VARIANTS[variant]["kind"] == "random" else
@@ -506,8 +579,8 @@ def main() -> None:
             replay = tune.with_parameters(replay_trainable, table=table, time_scale=scale)
             start = time.perf_counter()
             for seed in seeds:
-                profile = bench_profile(root, space, seed, len(points), args.iterations, args.eval_every,
-                                        VARIANTS[variant].get("asha"),
+                profile = bench_profile(root, space, seed, VARIANTS[variant].get("samples", len(points)),
+                                        args.iterations, args.eval_every, VARIANTS[variant].get("asha"),
                                         reproducible=VARIANTS[variant].get("reproducible", False))
                 trials, wall = run_search(variant, seed, profile, replay, storage, reuse_actors=True)
                 replays[variant].append((seed, trials, wall))
@@ -515,6 +588,11 @@ def main() -> None:
         ray.shutdown()
 
     report(record, grid, replays, check, repeats, args, len(split.val))
+    if "truth" in record:
+        meta = json.loads((root / "synth_meta.json").read_text())["sequences"]
+        test_mix = [sum(r["side"] == "test" and r["class"] == c for r in meta.values()) for c in CLASS_NAMES]
+        val_mix = [sum(meta[i]["class"] == c for i in split.val) for c in CLASS_NAMES]
+        truth_report(record, grid, replays, test_mix, val_mix)
 
 
 def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats: dict, args, num_val: int) -> None:
@@ -606,6 +684,67 @@ def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats:
     if determinism and determinism["same"] != determinism["runs"]:
         # The replay assumes a config's curve is a fixed function of the config: without it, nothing above holds.
         raise SystemExit("determinism check FAILED: re-runs of grid points gave different curves; the replay is invalid")
+
+
+def truth_report(record: dict, grid: list[TrialRecord], replays: dict, test_mix: list[int], val_mix: list[int]
+                 ) -> None:
+    """What each method would send to the test look, scored against the record's ground truth
+    (benchmarks/ground_truth.py): regret, how often within 0.01 of the best point, compute and optimism."""
+    from benchmarks.ground_truth import WITHIN, Truth, outcome, summarise, tested_by
+
+    truth = Truth(record, test_mix, val_mix)
+    full_steps = grid[0].iterations
+    grid_steps = len(grid) * full_steps
+    points = sorted({t.key for t in grid}, key=lambda k: -truth.point_score(k))
+    best_true = truth.point_score(points[0])
+    mix = "/".join(str(n) for n in test_mix)
+    print(f"\nground truth: {record['population']['sequences']} fresh sequences ({record['population']['root']}, "
+          f"never used for a choice), reweighted to the test split's class mix {mix} (negative/neutral/positive; "
+          f"val's is {'/'.join(str(n) for n in val_mix)}); a point's true score is the mean over training seeds "
+          f"{truth.seeds} of its full-budget model's")
+    vals = {k: statistics.mean(truth.best_val(s, k) for s in truth.seeds) for k in points}
+    val_rank = sorted(points, key=lambda k: -vals[k])
+    print(f"  {'point':34s} {'true test':>9s} {'true val':>8s} {'val (seed mean)':>15s} {'val rank':>8s}")
+    for k in points[:6]:
+        full = len(truth.curves[0][k])
+        at_val = statistics.mean(truth.score(s, k, full, val_mix) for s in truth.seeds)
+        print(f"  {k:34s} {truth.point_score(k):9.4f} {at_val:8.4f} {vals[k]:15.4f} {val_rank.index(k) + 1:8d}")
+    import pandas as pd
+
+    agreement = pd.Series([vals[k] for k in points]).corr(pd.Series([truth.point_score(k) for k in points]),
+                                                          method="spearman")
+    print(f"  ... {len(points)} points; the 2nd best is {best_true - truth.point_score(points[1]):.4f} below the best; "
+          f"Spearman of seed-mean val with the true score {agreement:.2f}")
+
+    searches = {"grid": ([grid], None), "grid + confirm 2x2": ([grid], (2, 2)),
+                **{v: ([trials for _seed, trials, _wall in runs], VARIANTS[v].get("confirm"))
+                   for v, runs in replays.items()}}
+    methods: dict[str, list] = {}
+    for name, (runs, confirm) in searches.items():
+        try:
+            methods[name] = [outcome(tested_by(trials, truth, confirm, full_steps), truth, best_true, grid_steps)
+                             for trials in runs]
+        except (KeyError, ValueError) as exc:  # stopping points or confirmation seeds the record did not score
+            print(f"  {name}: not scored ({exc})")
+    print(f"\n{'method':20s} {'seeds':>5s} {'within':>6s} {'regret med':>10s} {'mean':>7s} {'max':>7s} "
+          f"{'config within':>13s} {'config regret med':>17s} {'compute':>7s} {'optimism':>8s}  tested most often")
+    for name, outcomes in methods.items():
+        if not outcomes:
+            continue
+        s = summarise(outcomes)
+        tested = statistics.mode(o.tested.key for o in outcomes)
+        within, config_within = f"{s['within']}/{s['n']}", f"{s['config_within']}/{s['n']}"
+        print(f"{name:20s} {s['n']:5d} {within:>6s} {s['median_regret']:10.4f} {s['mean_regret']:7.4f} "
+              f"{s['max_regret']:7.4f} {config_within:>13s} {s['median_config_regret']:17.4f} {s['compute']:7.2f} "
+              f"{s['optimism']:+8.4f}  {tested}")
+    print(f"regret = the best point's true score - the tested model's (test mix; negative: a lucky seed); within = "
+          f"regret <= {WITHIN}; config regret = the same for the tested point's mean over seeds (no seed luck); "
+          "compute = optimiser steps (search + confirmation) / the grid's; optimism = reported val - the true score "
+          "at val's mix of the same models (median)")
+    if "pipeline" in methods and methods["pipeline"]:
+        s = summarise(methods["pipeline"])
+        print(f"SUMMARY selection: within {WITHIN} of the best true macro-F1 in {s['within']}/{s['n']} seeds, median "
+              f"regret {s['median_regret']:.4f}, compute {s['compute']:.2f} of grid, optimism {s['optimism']:+.4f}")
 
 
 if __name__ == "__main__":

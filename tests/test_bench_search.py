@@ -85,3 +85,92 @@ def test_budget_agreement_ranks_points_and_prices_the_bracket(bench):
     assert reversed_order["spearman"] == pytest.approx(-1.0) and reversed_order["best_kept"] == 0.0
     with pytest.raises(ValueError, match="share 0 points"):
         bench.budget_agreement(records({"x": 0.1}, 80), full)
+
+
+# ------------------------------------------------------------------ ground truth (benchmarks/ground_truth.py)
+
+@pytest.fixture(scope="module")
+def truth_module(bench):
+    import benchmarks.ground_truth as module  # the bench fixture put the repository root on sys.path
+
+    return module
+
+
+def test_true_score_reweights_the_population_to_a_class_mix(truth_module):
+    from sklearn.metrics import f1_score
+
+    # 4 sequences per class; negatives 3/4 right, neutrals 2/4, positives 4/4
+    y_true = [0] * 4 + [1] * 4 + [2] * 4
+    y_pred = [0, 0, 0, 1] + [1, 1, 0, 2] + [2, 2, 2, 2]
+    confusion = [[3, 1, 0], [1, 2, 1], [0, 0, 4]]
+    same_mix = truth_module.true_score(confusion, [4, 4, 4])
+    assert same_mix == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    # three times the negatives: the same as a test set holding every negative sequence three times
+    tripled = truth_module.true_score(confusion, [12, 4, 4])
+    assert tripled == pytest.approx(f1_score(y_true[:4] * 3 + y_true[4:], y_pred[:4] * 3 + y_pred[4:],
+                                             average="macro"))
+    assert abs(tripled - same_mix) > 0.01  # the mix matters: why the truth is scored at the test split's
+
+
+def test_decision_points_are_the_rungs_and_the_full_budget(truth_module):
+    assert truth_module.decision_points(10, [2, 6, 9, 2, 12, 0]) == [2, 6, 9, 10]
+    assert truth_module.decision_points(4, []) == [4]
+
+
+def _record(bench, curves: dict[int, dict[str, list[float]]], picks: dict[int, dict[str, dict]],
+            confusion: dict[int, dict[str, dict]]) -> dict:
+    grids = {seed: [asdict_row(bench, key, curve) for key, curve in rows.items()] for seed, rows in curves.items()}
+    return {"grid": grids[0], "grid_seeds": {str(s): rows for s, rows in grids.items() if s},
+            "truth": {str(s): {k: {"picks": {str(d): e for d, e in picks[s][k].items()},
+                                   "confusion": {str(e): cm for e, cm in confusion[s][k].items()}}
+                               for k in curves[s]} for s in curves}}
+
+
+def asdict_row(bench, key: str, curve: list[float]) -> dict:
+    from dataclasses import asdict
+
+    return asdict(bench.TrialRecord(key, key, {}, [(i + 1, 10 * (i + 1), v, 1.0) for i, v in enumerate(curve)],
+                                    "finished"))
+
+
+GOOD = [[9, 1, 0], [1, 8, 1], [0, 1, 9]]  # true score 0.867 at a balanced mix
+POOR = [[6, 4, 0], [3, 4, 3], [0, 4, 6]]
+
+
+def test_selection_replay_takes_the_winner_at_its_stopping_point(bench, truth_module):
+    curves = {0: {"a": [0.5, 0.7, 0.6, 0.6], "b": [0.4, 0.5, 0.7, 0.65]}}
+    # "a" stopped after 2 evaluations ties "b"'s best: the earlier evaluation wins (a at its 2nd, b at its 3rd)
+    picks = {0: {"a": {2: 2, 4: 2}, "b": {2: 2, 4: 3}}}
+    confusion = {0: {"a": {2: GOOD}, "b": {2: POOR, 3: GOOD}}}
+    truth = truth_module.Truth(_record(bench, curves, picks, confusion), [10, 10, 10], [10, 10, 10])
+    search = [bench.TrialRecord("t1", "a", {}, [(1, 10, 0.5, 1.0), (2, 20, 0.7, 1.0)], "stopped"),
+              bench.TrialRecord("t2", "b", {}, [(i + 1, 10 * (i + 1), v, 1.0) for i, v in enumerate(curves[0]["b"])],
+                                "finished")]
+    tested = truth_module.tested_by(search, truth, None, full_steps=40)
+    assert (tested.key, tested.seed, tested.evaluations, tested.reported_val) == ("a", 0, 2, 0.7)
+    assert tested.spend == 20 + 40
+    result = truth_module.outcome(tested, truth, best_true=truth_module.true_score(GOOD, [10, 10, 10]), grid_steps=80)
+    assert result.regret == pytest.approx(0.0) and result.compute == pytest.approx(60 / 80)
+    assert result.optimism == pytest.approx(0.7 - truth_module.true_score(GOOD, [10, 10, 10]))
+    with pytest.raises(KeyError, match="no decision point at evaluation 3"):
+        truth.confusion(0, "a", 3)
+
+
+def test_confirmation_replay_chooses_by_the_new_seeds_mean(bench, truth_module):
+    full = {2: 2}
+    curves = {0: {"a": [0.5, 0.8], "b": [0.5, 0.7], "c": [0.5, 0.6]},
+              1: {"a": [0.5, 0.6], "b": [0.5, 0.7], "c": [0.9, 0.9]},
+              2: {"a": [0.5, 0.62], "b": [0.5, 0.68], "c": [0.9, 0.9]}}
+    picks = {s: {k: full for k in curves[s]} for s in curves}
+    confusion = {s: {k: {2: GOOD if k == "b" else POOR} for k in curves[s]} for s in curves}
+    truth = truth_module.Truth(_record(bench, curves, picks, confusion), [10, 10, 10], [10, 10, 10])
+    search = [bench.TrialRecord(k, k, {}, [(1, 10, v[0], 1.0), (2, 20, v[1], 1.0)], "finished")
+              for k, v in curves[0].items()]
+    tested = truth_module.tested_by(search, truth, (2, 2), full_steps=20)
+    # the top 2 by search val are a and b; c (best on the new seeds) was never a candidate
+    assert (tested.key, tested.seed, tested.evaluations) == ("b", 1, 2)
+    assert tested.reported_val == pytest.approx(0.69) and tested.reported_from == [(1, 2), (2, 2)]
+    assert tested.spend == 3 * 20 + 2 * 2 * 20
+    assert truth.point_score("b") == pytest.approx(truth_module.true_score(GOOD, [10, 10, 10]))
+    with pytest.raises(ValueError, match="needs 4 recorded training seeds"):
+        truth_module.tested_by(search, truth, (2, 3), full_steps=20)

@@ -105,8 +105,9 @@ def _metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def metrics_from_confusion(cm: Any) -> dict[str, float]:
-    """The CI_METRICS of one confusion matrix (rows = truth, CLASS_NAMES order): what a recorded look keeps."""
-    values = _metrics_from_confusion(np.asarray(cm, dtype=np.int64)[None])
+    """The CI_METRICS of one confusion matrix (rows = truth, CLASS_NAMES order): what a recorded look keeps.
+    Expected (fractional) counts are accepted: benchmarks/ground_truth.py scores a model at another class mix."""
+    values = _metrics_from_confusion(np.asarray(cm, dtype=np.float64)[None])
     return {name: float(value[0]) for name, value in values.items()}
 
 
