@@ -689,62 +689,65 @@ def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats:
 def truth_report(record: dict, grid: list[TrialRecord], replays: dict, test_mix: list[int], val_mix: list[int]
                  ) -> None:
     """What each method would send to the test look, scored against the record's ground truth
-    (benchmarks/ground_truth.py): regret, how often within 0.01 of the best point, compute and optimism."""
-    from benchmarks.ground_truth import WITHIN, Truth, outcome, summarise, tested_by
-
-    truth = Truth(record, test_mix, val_mix)
-    full_steps = grid[0].iterations
-    grid_steps = len(grid) * full_steps
-    points = sorted({t.key for t in grid}, key=lambda k: -truth.point_score(k))
-    best_true = truth.point_score(points[0])
-    mix = "/".join(str(n) for n in test_mix)
-    print(f"\nground truth: {record['population']['sequences']} fresh sequences ({record['population']['root']}, "
-          f"never used for a choice), reweighted to the test split's class mix {mix} (negative/neutral/positive; "
-          f"val's is {'/'.join(str(n) for n in val_mix)}); a point's true score is the mean over training seeds "
-          f"{truth.seeds} of its full-budget model's")
-    vals = {k: statistics.mean(truth.best_val(s, k) for s in truth.seeds) for k in points}
-    val_rank = sorted(points, key=lambda k: -vals[k])
-    print(f"  {'point':34s} {'true test':>9s} {'true val':>8s} {'val (seed mean)':>15s} {'val rank':>8s}")
-    for k in points[:6]:
-        full = len(truth.curves[0][k])
-        at_val = statistics.mean(truth.score(s, k, full, val_mix) for s in truth.seeds)
-        print(f"  {k:34s} {truth.point_score(k):9.4f} {at_val:8.4f} {vals[k]:15.4f} {val_rank.index(k) + 1:8d}")
+    (benchmarks/ground_truth.py) at the test split's class mix (what the look estimates) and at val's (what
+    selection optimises): regret, how often within 0.01 of the best point, compute and optimism."""
     import pandas as pd
 
-    agreement = pd.Series([vals[k] for k in points]).corr(pd.Series([truth.point_score(k) for k in points]),
-                                                          method="spearman")
-    print(f"  ... {len(points)} points; the 2nd best is {best_true - truth.point_score(points[1]):.4f} below the best; "
-          f"Spearman of seed-mean val with the true score {agreement:.2f}")
+    from benchmarks.ground_truth import WITHIN, Truth, outcome, summarise, tested_by
+
+    full_steps = grid[0].iterations
+    grid_steps = len(grid) * full_steps
+    at_test, at_val = Truth(record, test_mix, val_mix), Truth(record, val_mix, val_mix)
+    points = sorted({t.key for t in grid}, key=lambda k: -at_test.point_score(k))
+    vals = {k: statistics.mean(at_test.best_val(s, k) for s in at_test.seeds) for k in points}
+    print(f"\nground truth: {record['population']['sequences']} fresh sequences ({record['population']['root']}, "
+          f"never used for a choice), reweighted to the test split's class mix {'/'.join(map(str, test_mix))} "
+          f"(negative/neutral/positive) and to val's {'/'.join(map(str, val_mix))}; a point's true score is the "
+          f"mean over training seeds {at_test.seeds} of its full-budget model's")
+    print(f"  {'point':34s} {'true (test mix)':>15s} {'true (val mix)':>14s} {'val, seed mean':>14s}")
+    for k in points[:6]:
+        print(f"  {k:34s} {at_test.point_score(k):15.4f} {at_val.point_score(k):14.4f} {vals[k]:14.4f}")
+    frame = pd.DataFrame({"test": [at_test.point_score(k) for k in points],
+                          "val_mix": [at_val.point_score(k) for k in points], "val": [vals[k] for k in points]})
+    spread = frame["test"].iloc[0] - frame["test"]
+    print(f"  ... {len(points)} points, {int((spread <= WITHIN + 1e-12).sum())} within {WITHIN} of the best at the "
+          f"test mix; Spearman over points: seed-mean val vs true (val mix) {frame['val'].corr(frame['val_mix'], method='spearman'):.2f}, "
+          f"vs true (test mix) {frame['val'].corr(frame['test'], method='spearman'):.2f}; true val mix vs test mix "
+          f"{frame['val_mix'].corr(frame['test'], method='spearman'):.2f}")
 
     searches = {"grid": ([grid], None), "grid + confirm 2x2": ([grid], (2, 2)),
                 **{v: ([trials for _seed, trials, _wall in runs], VARIANTS[v].get("confirm"))
                    for v, runs in replays.items()}}
-    methods: dict[str, list] = {}
-    for name, (runs, confirm) in searches.items():
-        try:
-            methods[name] = [outcome(tested_by(trials, truth, confirm, full_steps), truth, best_true, grid_steps)
-                             for trials in runs]
-        except (KeyError, ValueError) as exc:  # stopping points or confirmation seeds the record did not score
-            print(f"  {name}: not scored ({exc})")
-    print(f"\n{'method':20s} {'seeds':>5s} {'within':>6s} {'regret med':>10s} {'mean':>7s} {'max':>7s} "
-          f"{'config within':>13s} {'config regret med':>17s} {'compute':>7s} {'optimism':>8s}  tested most often")
-    for name, outcomes in methods.items():
-        if not outcomes:
-            continue
-        s = summarise(outcomes)
-        tested = statistics.mode(o.tested.key for o in outcomes)
-        within, config_within = f"{s['within']}/{s['n']}", f"{s['config_within']}/{s['n']}"
-        print(f"{name:20s} {s['n']:5d} {within:>6s} {s['median_regret']:10.4f} {s['mean_regret']:7.4f} "
-              f"{s['max_regret']:7.4f} {config_within:>13s} {s['median_config_regret']:17.4f} {s['compute']:7.2f} "
-              f"{s['optimism']:+8.4f}  {tested}")
-    print(f"regret = the best point's true score - the tested model's (test mix; negative: a lucky seed); within = "
-          f"regret <= {WITHIN}; config regret = the same for the tested point's mean over seeds (no seed luck); "
-          "compute = optimiser steps (search + confirmation) / the grid's; optimism = reported val - the true score "
-          "at val's mix of the same models (median)")
-    if "pipeline" in methods and methods["pipeline"]:
-        s = summarise(methods["pipeline"])
+    summaries: dict[str, dict[str, dict]] = {}
+    for label, truth in (("test", at_test), ("val", at_val)):
+        best_true = max(truth.point_score(k) for k in points)
+        print(f"\nat the {label} split's class mix (best point {best_true:.4f}):")
+        print(f"{'method':20s} {'seeds':>5s} {'within':>6s} {'regret med':>10s} {'mean':>7s} {'max':>7s} "
+              f"{'config within':>13s} {'config regret med':>17s} {'compute':>7s} {'optimism':>8s}  tested most often")
+        for name, (runs, confirm) in searches.items():
+            try:
+                outcomes = [outcome(tested_by(trials, truth, confirm, full_steps), truth, best_true, grid_steps)
+                            for trials in runs]
+            except (KeyError, ValueError) as exc:  # stopping points or confirmation seeds the record lacks
+                print(f"{name:20s} not scored ({exc})")
+                continue
+            if not outcomes:
+                continue
+            s = summaries.setdefault(label, {})[name] = summarise(outcomes)
+            tested = statistics.mode(o.tested.key for o in outcomes)
+            within, config_within = f"{s['within']}/{s['n']}", f"{s['config_within']}/{s['n']}"
+            print(f"{name:20s} {s['n']:5d} {within:>6s} {s['median_regret']:10.4f} {s['mean_regret']:7.4f} "
+                  f"{s['max_regret']:7.4f} {config_within:>13s} {s['median_config_regret']:17.4f} "
+                  f"{s['compute']:7.2f} {s['optimism']:+8.4f}  {tested}")
+    print(f"regret = the best point's true score - the tested model's (negative: a lucky seed); within = regret <= "
+          f"{WITHIN}; config regret = the same for the tested point's mean over seeds (no seed luck); compute = "
+          "optimiser steps (search + confirmation) / the grid's; optimism = reported val - the true score at val's "
+          "mix of the same models (median)")
+    if "pipeline" in summaries.get("test", {}):
+        s, v = summaries["test"]["pipeline"], summaries["val"]["pipeline"]
         print(f"SUMMARY selection: within {WITHIN} of the best true macro-F1 in {s['within']}/{s['n']} seeds, median "
-              f"regret {s['median_regret']:.4f}, compute {s['compute']:.2f} of grid, optimism {s['optimism']:+.4f}")
+              f"regret {s['median_regret']:.4f}, compute {s['compute']:.2f} of grid, optimism {s['optimism']:+.4f} "
+              f"(test split's class mix; at val's: {v['within']}/{v['n']}, median regret {v['median_regret']:.4f})")
 
 
 if __name__ == "__main__":
