@@ -76,13 +76,14 @@ def truth_trainable(config: dict, split, population_root: str, population_ids: l
     `searched` values of its config, its seed, the picks and the population confusion of each picked model."""
     import shutil
 
+    from sklearn.metrics import confusion_matrix
+
     from scolio_core.config import ExperimentConfig
     from scolio_core.models import create_model
     from scolio_core.training.batches import load_sequence_set
     from scolio_core.training.checkpoint import read_checkpoint
     from scolio_core.training.inference import pick_device, predict_sequences
     from scolio_core.training.loop import run_training
-    from sklearn.metrics import confusion_matrix
     from trainables._tune_report import local_workdir, tune_reporter
     from trainables.baseline import trial_experiment_config
     from trainables.shared_data import trial_data
