@@ -89,6 +89,8 @@ def truth_trainable(config: dict, split, population_root: str, population_ids: l
     from trainables.shared_data import trial_data
 
     experiment = trial_experiment_config(config)
+    if experiment.model.needs_pav:  # its PAVs would need the checkpoint's normalisation: not needed by the grid
+        raise ValueError("benchmarks/ground_truth.py scores ScoNet models only, not DRF (model.needs_pav)")
     data = trial_data(experiment, split, None)
     forward = tune_reporter()
     states: dict[int, dict] = {}  # evaluation -> model state, only for evaluations a decision point picks
@@ -113,15 +115,14 @@ def truth_trainable(config: dict, split, population_root: str, population_ids: l
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     scored = ExperimentConfig.from_dict({**experiment.to_flat(), "data.root": population_root})
-    sequences, pav = load_sequence_set(scored, population_ids)
+    sequences, _ = load_sequence_set(scored, population_ids)
     device = pick_device(experiment.train.device)
     confusion: dict[int, list[list[int]]] = {}
     for at, state in sorted(states.items()):
         model = create_model(experiment.model, experiment.input.in_channels)
         model.load_state_dict(state, strict=True)
-        predictions = predict_sequences(model.to(device), sequences, scored, device, pav)
-        predicted = predictions.logits.argmax(axis=1)
-        confusion[at] = confusion_matrix(predictions.labels, predicted, labels=list(range(3))).tolist()
+        predictions = predict_sequences(model.to(device), sequences, scored, device, None)
+        confusion[at] = confusion_matrix(predictions.labels, predictions.predicted, labels=list(range(3))).tolist()
     seed = experiment.train.seed
     Path(out_dir, f"seed{seed}-{uuid.uuid4().hex}.json").write_text(json.dumps(
         {"config": {k: v for k, v in config.items() if k in searched}, "seed": seed, "picks": picks,
