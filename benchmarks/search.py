@@ -55,6 +55,7 @@ from typing import Any, Sequence
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.ground_truth import rank as rank_trials
 from scolio_core import CLASS_NAMES
 from scolio_core.config import SKELETON_REPRESENTATIONS
 from sweeps.profiles import (
@@ -325,6 +326,12 @@ def decisions(trials: list[TrialRecord]) -> list[tuple[str, int]]:
     return [(t.key, t.evaluations) for t in sorted(trials, key=lambda t: t.order)]
 
 
+def same_decisions(a: list[TrialRecord], b: list[TrialRecord]) -> tuple[bool, bool]:
+    """(same in start order, same as a multiset): trials of one batch start in an order timing decides, while
+    what was suggested and where each stopped is the multiset."""
+    return decisions(a) == decisions(b), sorted(decisions(a)) == sorted(decisions(b))
+
+
 # ------------------------------------------------------------------------------------------------- phases
 
 def phase1(args, root: Path, space: dict, split, storage: Path) -> dict:
@@ -568,10 +575,10 @@ def main() -> None:
             check = (load_trials(record["real_asha"]), trials)
         # How much timing alone moves a search at 2 trials at a time: the same seed replayed again.
         repeats: dict[str, list] = {}
-        for variant in (PRIMARY, REPRODUCIBLE):
-            if variant in args.variants and seeds:
-                profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,
-                                        VARIANTS[variant]["asha"],
+        for variant in [v for v in args.variants if v == PRIMARY or VARIANTS[v].get("reproducible")]:
+            if seeds:
+                profile = bench_profile(root, space, 0, VARIANTS[variant].get("samples", len(points)),
+                                        args.iterations, args.eval_every, VARIANTS[variant]["asha"],
                                         reproducible=VARIANTS[variant].get("reproducible", False))
                 replay = tune.with_parameters(replay_trainable, table=table, time_scale=args.time_scale)
                 repeats[variant] = [run_search(variant, 0, profile, replay, storage, reuse_actors=True)[0]
@@ -639,10 +646,12 @@ def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats:
         if not (first and again):
             continue
         runs = first + again
-        same = sum(decisions(r) == decisions(runs[0]) for r in runs[1:])
+        same = [same_decisions(r, runs[0]) for r in runs[1:]]
+        winners = {rank_trials(r)[0].key for r in runs}
         costs = [charged(*cost_to_target([(t.iterations, t.best) for t in r], target)[:2]) for r in runs]
-        print(f"timing sensitivity ({variant}, seed 0 replayed {len(runs)} times, 2 at a time): {same} of "
-              f"{len(runs) - 1} repeats made the first replay's suggestions and stop rungs; costs {costs}")
+        print(f"timing sensitivity ({variant}, seed 0 replayed {len(runs)} times, 2 at a time): of {len(runs) - 1} "
+              f"repeats, {sum(s[1] for s in same)} made the first replay's suggestions and stop decisions "
+              f"({sum(s[0] for s in same)} also in the same start order); selected {sorted(winners)}; costs {costs}")
 
     print(f"\n{'method':14s} {'seeds':>5s} {'reached':>7s} {'cost mean':>9s} {'median':>7s} {'min-max':>11s} "
           f"{'spend':>6s} {'stopped':>7s} {'ratio mean':>10s} {'ratio med':>9s}")

@@ -174,3 +174,16 @@ def test_confirmation_replay_chooses_by_the_new_seeds_mean(bench, truth_module):
     assert truth.point_score("b") == pytest.approx(truth_module.true_score(GOOD, [10, 10, 10]))
     with pytest.raises(ValueError, match="needs 4 recorded training seeds"):
         truth_module.tested_by(search, truth, (2, 3), full_steps=20)
+
+
+def test_same_decisions_tells_start_order_from_what_was_decided(bench):
+    def trial(key: str, evaluations: int, order: int):
+        return bench.TrialRecord(key, key, {}, [(e, 24 * e, 0.5, 1.0) for e in range(1, evaluations + 1)],
+                                 "finished", order)
+
+    first = [trial("a", 9, 1), trial("b", 10, 2), trial("c", 10, 3)]
+    swapped = [trial("b", 10, 1), trial("a", 9, 2), trial("c", 10, 3)]  # one batch's trials started the other way
+    assert bench.same_decisions(first, swapped) == (False, True)
+    assert bench.same_decisions(first, first) == (True, True)
+    stopped_elsewhere = [trial("a", 10, 1), trial("b", 9, 2), trial("c", 10, 3)]
+    assert bench.same_decisions(first, stopped_elsewhere) == (False, False)
