@@ -326,7 +326,7 @@ def decisions(trials: list[TrialRecord]) -> list[tuple[str, int]]:
     return [(t.key, t.evaluations) for t in sorted(trials, key=lambda t: t.order)]
 
 
-def same_decisions(a: list[TrialRecord], b: list[TrialRecord]) -> tuple[bool, bool]:
+def decisions_match(a: list[TrialRecord], b: list[TrialRecord]) -> tuple[bool, bool]:
     """(same in start order, same as a multiset): trials of one batch start in an order timing decides, while
     what was suggested and where each stopped is the multiset."""
     return decisions(a) == decisions(b), sorted(decisions(a)) == sorted(decisions(b))
@@ -646,7 +646,7 @@ def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats:
         if not (first and again):
             continue
         runs = first + again
-        same = [same_decisions(r, runs[0]) for r in runs[1:]]
+        same = [decisions_match(r, runs[0]) for r in runs[1:]]
         winners = {rank_trials(r)[0].key for r in runs}
         costs = [charged(*cost_to_target([(t.iterations, t.best) for t in r], target)[:2]) for r in runs]
         print(f"timing sensitivity ({variant}, seed 0 replayed {len(runs)} times, 2 at a time): of {len(runs) - 1} "

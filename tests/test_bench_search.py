@@ -183,7 +183,7 @@ def test_same_decisions_tells_start_order_from_what_was_decided(bench):
 
     first = [trial("a", 9, 1), trial("b", 10, 2), trial("c", 10, 3)]
     swapped = [trial("b", 10, 1), trial("a", 9, 2), trial("c", 10, 3)]  # one batch's trials started the other way
-    assert bench.same_decisions(first, swapped) == (False, True)
-    assert bench.same_decisions(first, first) == (True, True)
+    assert bench.decisions_match(first, swapped) == (False, True)
+    assert bench.decisions_match(first, first) == (True, True)
     stopped_elsewhere = [trial("a", 10, 1), trial("b", 9, 2), trial("c", 10, 3)]
-    assert bench.same_decisions(first, stopped_elsewhere) == (False, False)
+    assert bench.decisions_match(first, stopped_elsewhere) == (False, False)
