@@ -651,7 +651,7 @@ def report(record: dict, grid: list[TrialRecord], replays: dict, check, repeats:
         costs = [charged(*cost_to_target([(t.iterations, t.best) for t in r], target)[:2]) for r in runs]
         print(f"timing sensitivity ({variant}, seed 0 replayed {len(runs)} times, 2 at a time): of {len(runs) - 1} "
               f"repeats, {sum(s[1] for s in same)} made the first replay's suggestions and stop decisions "
-              f"({sum(s[0] for s in same)} also in the same start order); selected {sorted(winners)}; costs {costs}")
+              f"({sum(s[0] for s in same)} also in the same start order); search winner {sorted(winners)}; costs {costs}")
 
     print(f"\n{'method':14s} {'seeds':>5s} {'reached':>7s} {'cost mean':>9s} {'median':>7s} {'min-max':>11s} "
           f"{'spend':>6s} {'stopped':>7s} {'ratio mean':>10s} {'ratio med':>9s}")
