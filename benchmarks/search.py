@@ -734,8 +734,8 @@ def truth_report(record: dict, grid: list[TrialRecord], replays: dict, test_mix:
         full = len(at_test.curves[0][points[0]])
         true_sd = statistics.mean(statistics.stdev(at_test.score(s, k, full) for s in at_test.seeds) for k in points)
         print(f"  noise: a point's best val varies by SD {val_sd:.4f} across training seeds (mean over points), its "
-              f"true score (test mix) by SD {true_sd:.4f}; the 5 best points' true scores span "
-              f"{frame['test'].iloc[0] - frame['test'].iloc[4]:.4f}")
+              f"true score (test mix) by SD {true_sd:.4f}; the {min(5, len(points))} best points' true scores "
+              f"span {frame['test'].iloc[0] - frame['test'].iloc[min(5, len(points)) - 1]:.4f}")
         for label, truth in (("test", at_test), ("val", at_val)):
             top = max(points, key=truth.point_score)
             own = sum(truth.score(s, top, full) >= truth.point_score(top) - WITHIN for s in truth.seeds)
