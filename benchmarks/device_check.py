@@ -8,11 +8,11 @@ Three checks, each printed, then one SUMMARY line with the numbers side by side:
 1. step: the paper profile's training step (`scolio_core.training.loop.run_training`: AMP and channels-last on
    CUDA) timed by `benchmarks/train_step.py`'s `measure`, with the share of the step spent rendering skeleton
    maps on the GPU, and the peak GPU memory of that run (`torch.cuda.max_memory_allocated`).
-2. fractional: two Tune trials of the real baseline trainable (`trainables.baseline`) started through the sweep
-   driver's `sweeps.engine.run_or_restore`, each requesting `gpus_per_trial: 0.5` on a Ray instance with one GPU:
+2. fractional: two Tune trials of the real baseline trainable (`scolio_sweep.trainables.baseline`) started through the sweep
+   driver's `scolio_sweep.engine.tuner.run_or_restore`, each requesting `gpus_per_trial: 0.5` on a Ray instance with one GPU:
    both must run at the same time (their start/end intervals overlap) on the same GPU id; each trial's own peak
    GPU memory is printed (Ray does not split memory: each half must fit).
-3. ddp: one Tune trial trained by 2 Ray Train workers (`trainables.distributed`, NCCL, one GPU each) when two
+3. ddp: one Tune trial trained by 2 Ray Train workers (`scolio_sweep.trainables.distributed`, NCCL, one GPU each) when two
    GPUs exist; otherwise skipped, with the reason printed.
 
 `--dry-run` runs all three on CPU: the paper profile shrunk to the smoke model's size (width 8, 32x22 maps,
@@ -43,10 +43,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_step import measure  # noqa: E402
 
+from scolio_core import names  # noqa: E402
 from scolio_core.config import ExperimentConfig  # noqa: E402
 from scolio_core.data.resolve import resolve_split  # noqa: E402
-from sweeps.prepare import synthetic_root  # noqa: E402
-from sweeps.profiles import PROFILE_DIR, load_profile  # noqa: E402
+from scolio_core.data.stand_in import synthetic_root  # noqa: E402
+from scolio_sweep.settings.profile import PROFILE_DIR, load_profile  # noqa: E402
 
 # The paper profile shrunk to the smoke profile's model and batch: the dry run's "paper" step.
 DRY_RUN_FIXED = {
@@ -93,7 +94,7 @@ def timed_baseline(config: dict, split, out_dir: str) -> None:
     """The baseline trainable, recording when it ran, on which GPU and its peak GPU memory (one file per trial)."""
     import ray
 
-    from trainables.baseline import train_baseline
+    from scolio_sweep.trainables.baseline import train_baseline
 
     start = time.time()
     train_baseline(config, split)
@@ -117,7 +118,7 @@ def check_fractional(config: ExperimentConfig, split, resources: dict[str, float
     """Two trials whose requests fit one unit together; their run intervals must overlap."""
     from ray import tune
 
-    from sweeps.engine import run_or_restore
+    from scolio_sweep.engine.tuner import run_or_restore
 
     out = workdir / "fractional"
     out.mkdir()
@@ -144,8 +145,8 @@ def check_ddp(config: ExperimentConfig, split, gpus: int, workdir: Path) -> dict
     """One Tune trial trained by 2 Ray Train workers: NCCL with one GPU each, or gloo on CPU (dry run)."""
     from ray import tune
 
-    from sweeps.engine import run_or_restore
-    from trainables.distributed import data_parallel_trainable, driver_resources
+    from scolio_sweep.engine.tuner import run_or_restore
+    from scolio_sweep.trainables.distributed import data_parallel_trainable, driver_resources
 
     trainable = data_parallel_trainable(2, cpus_per_worker=1, gpus_per_worker=1 if gpus else 0)
     start = time.perf_counter()
@@ -158,9 +159,9 @@ def check_ddp(config: ExperimentConfig, split, gpus: int, workdir: Path) -> dict
         return {"ok": False, "why": str(result.error)[-1000:]}
     history = result.metrics_dataframe
     return {"ok": True, "backend": "nccl" if gpus else "gloo", "wall_s": time.perf_counter() - start,
-            "iterations": int(history["iteration"].iloc[-1]),
-            "step_s": statistics.median(history["train/step_seconds"]),
-            "val_macro_f1": float(history["val/macro_f1"].iloc[-1]),
+            "iterations": int(history[names.METRIC_ITERATION].iloc[-1]),
+            "step_s": statistics.median(history[names.METRIC_TRAIN_STEP_SECONDS]),
+            "val_macro_f1": float(history[names.METRIC_VAL_MACRO_F1].iloc[-1]),
             "retried": recovered_failures(workdir / "ray_results" / "ddp")}
 
 
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import ray
 
-        from sweeps.engine import connect_ray
+        from scolio_sweep.engine.tuner import connect_ray
 
         # Dry run: 3 CPUs, for the DDP trial's driver and its two gloo workers (the two half-CPU trials take one).
         connect_ray(num_cpus=3 if dry else None, temp_dir=str(workdir / "ray"), include_dashboard=False)

@@ -3,7 +3,7 @@ and the regret of what each method would actually test.
 
 Recording (`search.py --truth-seeds S --save R.json`): every grid point trains once per training seed
 0 .. S-1 under Tune with `truth_trainable`, which is the baseline trainable's loop
-(`scolio_core.training.loop.run_training`, the same call `trainables.baseline` makes) with one addition: at
+(`scolio_core.training.loop.run_training`, the same call `scolio_sweep.trainables.baseline` makes) with one addition: at
 each *decision point* a replayed method can end a trial at (every ASHA rung of the replayed variants, and the
 full budget) it notes which evaluation is the best by val so far (the earliest on a tie, as selection takes
 it) and keeps that model state. After training, those states are scored on the population.
@@ -28,11 +28,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from scolio_core import CLASS_NAMES
+from scolio_core import CLASS_NAMES, names
 from scolio_core.training.metrics import metrics_from_confusion
 
 POPULATION_SEED = 1  # the benchmark's data set is seed 0
-METRIC = "val/macro_f1"
+METRIC = names.DEFAULT_METRIC
 WITHIN = 0.01  # the issue's "within 0.01 of the best true macro-F1"
 
 
@@ -41,9 +41,8 @@ WITHIN = 0.01  # the issue's "within 0.01 of the best true macro-F1"
 def population(cache_dir: Path | None, per_class: int, frames: int) -> tuple[Path, list[str]]:
     """Synthesise (once, cached) a stand-in large enough to hold `per_class` ids of every class, and return its
     root and the first `per_class` ids of each class in id order."""
+    from scolio_core.data.stand_in import SynthSettings, synthetic_root
     from scolio_core.data.synth import plan_counts
-    from sweeps.prepare import synthetic_root
-    from sweeps.profiles import SynthSettings
 
     size = 3 * per_class
     while min(sum(side[c] for side in plan_counts(size, (1, 1, 2)).values()) for c in CLASS_NAMES) < per_class:
@@ -71,7 +70,7 @@ def decision_points(evaluations: int, rungs: Sequence[int]) -> list[int]:
 
 def truth_trainable(config: dict, split, population_root: str, population_ids: list[str],
                     decisions: list[int], searched: list[str], out_dir: str) -> None:
-    """`trainables.baseline.train_baseline` without system metrics or resume, that also scores on the
+    """`scolio_sweep.trainables.baseline.train_baseline` without system metrics or resume, that also scores on the
     population the best-by-val model at each decision point; writes a JSON file into `out_dir` with the
     `searched` values of its config, its seed, the picks and the population confusion of each picked model."""
     import shutil
@@ -84,9 +83,9 @@ def truth_trainable(config: dict, split, population_root: str, population_ids: l
     from scolio_core.training.checkpoint import read_checkpoint
     from scolio_core.training.inference import pick_device, predict_sequences
     from scolio_core.training.loop import run_training
-    from trainables._tune_report import local_workdir, tune_reporter
-    from trainables.baseline import trial_experiment_config
-    from trainables.shared_data import trial_data
+    from scolio_sweep.trainables._tune_report import local_workdir, tune_reporter
+    from scolio_sweep.trainables.baseline import trial_experiment_config
+    from scolio_sweep.trainables.shared_data import trial_data
 
     experiment = trial_experiment_config(config)
     if experiment.model.needs_pav:  # its PAVs would need the checkpoint's normalisation: not needed by the grid
@@ -196,7 +195,7 @@ def record_grids(record: dict) -> dict[int, list[dict]]:
 
 
 def rank(trials: Sequence[Any]) -> list[Any]:
-    """Trials best first as `sweeps.finish.ranked_trials` orders them: best val over the reports, then the
+    """Trials best first as `scolio_sweep.stages.finish.ranked_trials` orders them: best val over the reports, then the
     earlier best evaluation, then the configuration (never timing or trial ids)."""
     def key(trial):
         scores = [r[2] for r in trial.reports]
@@ -208,8 +207,8 @@ def rank(trials: Sequence[Any]) -> list[Any]:
 def tested_by(trials: Sequence[Any], truth: Truth, confirm: tuple[int, int] | None, full_steps: int) -> Tested:
     """Replay the selection on a search's trials: the search winner, or (with `confirm` = (candidates, seeds))
     the confirmation's choice among the top distinct points re-trained with seeds 1..R (the record's other
-    training seeds), by `sweeps.confirm.choose`; the tested model is then the chosen point's seed-1 training."""
-    from sweeps.confirm import ConfirmedCandidate, choose
+    training seeds), by `scolio_sweep.stages.confirm.choose`; the tested model is then the chosen point's seed-1 training."""
+    from scolio_sweep.stages.confirm import ConfirmedCandidate, choose
 
     ranked = rank(trials)
     spend = sum(t.iterations for t in trials)

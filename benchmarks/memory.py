@@ -5,7 +5,7 @@ Run: python benchmarks/memory.py                   # ~5 min: demo and release si
      python benchmarks/memory.py --full-synth      # synthesise all 1,493 x 300 frames instead of hard links
 
 One local Ray runs N trial-like actors at once (the first wave of a sweep on one node). Each does what a trial
-does: gets its data through `trainables.shared_data.trial_data` (mode `own`: `load_trainval` from disk,
+does: gets its data through `scolio_sweep.trainables.shared_data.trial_data` (mode `own`: `load_trainval` from disk,
 poses imputed; mode `shared`: the driver loaded it once and `ray.put` it, the actor maps it from the object
 store), touches every byte of it (a long run samples every frame), runs a few optimiser steps of the demo
 profile's model plus the final val evaluation, and keeps the data, as a trial does for its whole life. Then,
@@ -89,7 +89,7 @@ class TrialProcess:
 
         from scolio_core.config import ExperimentConfig
         from scolio_core.training.loop import run_training
-        from trainables.shared_data import trial_data
+        from scolio_sweep.trainables.shared_data import trial_data
 
         torch.set_num_threads(1)
         config = ExperimentConfig.from_dict(config_flat).replace(**{
@@ -111,7 +111,7 @@ class TrialProcess:
 def measure(config, trials: int, mode: str, steps: int) -> dict:
     """N trial processes at once in `mode` (own | shared); memory read while all hold their data."""
     from scolio_core.data.resolve import resolve_split
-    from trainables.shared_data import share_trainval
+    from scolio_sweep.trainables.shared_data import share_trainval
 
     split = resolve_split(config).trainval()
     trial_config = config.for_trial()
@@ -182,9 +182,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=30, help="sequences synthesised for the links (%(default)s)")
     args = parser.parse_args()
 
-    from sweeps.prepare import synthetic_root
-    from sweeps.profiles import load_profile
-    from sweeps.ray_private import local_temp_dir_kwargs
+    from scolio_core.data.stand_in import synthetic_root
+    from scolio_sweep.engine.ray_private import local_temp_dir_kwargs
+    from scolio_sweep.settings.profile import load_profile
 
     demo = load_profile("demo")
     base = demo.base_config()

@@ -5,12 +5,12 @@ Run: python benchmarks/overhead.py                  # ~5 min on 2 CPU cores: dem
 
 The same config (the demo profile's first point: body-only maps, sigma 4; fixed seed and iterations) runs
  1. bare: `load_trainval` + `scolio_core.training.loop.run_training` in this process with a no-op report, 1 thread;
- 2. tuned: one trial of `trainables.baseline.train_baseline` through `sweeps.engine.run_or_restore` (a
-    private local Ray, 1 CPU per trial), with `sweeps.tracking.MLflowLifecycle` logging to a temporary
+ 2. tuned: one trial of `scolio_sweep.trainables.baseline.train_baseline` through `scolio_sweep.engine.tuner.run_or_restore` (a
+    private local Ray, 1 CPU per trial), with `scolio_sweep.engine.callbacks.MLflowLifecycle` logging to a temporary
     sqlite store and checkpoints every `train.eval_every` iterations (the profile's frequency) persisted
     by Tune and the best one uploaded to MLflow at the end, as a sweep does;
  3. a run of `--trials` such trials one after another, each in a new worker process and then with reused
-    actors (`reuse_actors`, what sweeps/run.py sets): the fixed cost each trial pays beyond the bare loop.
+    actors (`reuse_actors`, what scolio_sweep/stages/run.py sets): the fixed cost each trial pays beyond the bare loop.
 Steady state compares the loop's own `train/step_seconds` (mean step time per evaluation window; the first
 window holds the warm-up and is dropped). The fixed cost is reported separately: Ray start-up, and the
 rest of the tuned wall time that the per-step difference does not explain (worker start, data load in
@@ -32,12 +32,13 @@ import torch
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from scolio_core import names
 from scolio_core.config import ExperimentConfig
 from scolio_core.data.resolve import resolve_split
+from scolio_core.data.stand_in import synthetic_root
 from scolio_core.training.batches import load_trainval
 from scolio_core.training.loop import run_training
-from sweeps.prepare import synthetic_root
-from sweeps.profiles import load_profile
+from scolio_sweep.settings.profile import load_profile
 
 
 def trial_config(iterations: int) -> ExperimentConfig:
@@ -60,7 +61,7 @@ def run_bare(config: ExperimentConfig) -> dict:
     start = time.perf_counter()
     data = load_trainval(config, resolve_split(config).trainval())
     with tempfile.TemporaryDirectory() as workdir:
-        run_training(config, data, workdir, lambda m, _c: windows.append(m["train/step_seconds"]))
+        run_training(config, data, workdir, lambda m, _c: windows.append(m[names.METRIC_TRAIN_STEP_SECONDS]))
     return {"wall": time.perf_counter() - start, "windows": windows}
 
 
@@ -69,9 +70,9 @@ def run_tuned(config: ExperimentConfig, scratch: Path, trials: int = 1, reuse_ac
     import ray
     from ray import tune
 
-    from sweeps.engine import connect_ray, run_or_restore
-    from sweeps.tracking import MLflowLifecycle
-    from trainables.baseline import train_baseline
+    from scolio_sweep.engine.callbacks import MLflowLifecycle
+    from scolio_sweep.engine.tuner import connect_ray, run_or_restore
+    from scolio_sweep.trainables.baseline import train_baseline
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     split = resolve_split(config).trainval()
@@ -79,13 +80,14 @@ def run_tuned(config: ExperimentConfig, scratch: Path, trials: int = 1, reuse_ac
     connect_ray(num_cpus=2, temp_dir=str(scratch / "ray"), include_dashboard=False)
     ray_start = time.perf_counter() - start
     tracking_uri = f"sqlite:///{scratch / 'mlflow.db'}"
-    callback = MLflowLifecycle(tracking_uri, "overhead-benchmark", "overhead", metric="val/macro_f1", mode="max",
+    callback = MLflowLifecycle(tracking_uri, "overhead-benchmark", "overhead", metric=names.DEFAULT_METRIC, mode="max",
                                budget=config.train.iterations // config.train.eval_every)
     # `trials` identical trials one after another (1 CPU each, one at a time): with reuse_actors the second and
-    # later ones run in the first one's worker process, as sweeps/run.py runs them.
-    tune_config = tune.TuneConfig(metric="val/macro_f1", mode="max", num_samples=trials, max_concurrent_trials=1,
+    # later ones run in the first one's worker process, as scolio_sweep/stages/run.py runs them.
+    tune_config = tune.TuneConfig(metric=names.DEFAULT_METRIC, mode="max", num_samples=trials, max_concurrent_trials=1,
                                   reuse_actors=reuse_actors)
-    run_config = {"checkpoint_config": tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val/macro_f1",
+    run_config = {"checkpoint_config": tune.CheckpointConfig(num_to_keep=2,
+                                                             checkpoint_score_attribute=names.DEFAULT_METRIC,
                                                              checkpoint_score_order="max"), "verbose": 0}
     fit_start = time.perf_counter()
     results = run_or_restore(tune.with_parameters(train_baseline, split=split), name=name,
@@ -95,7 +97,7 @@ def run_tuned(config: ExperimentConfig, scratch: Path, trials: int = 1, reuse_ac
                              resources={"cpu": 1.0, "gpu": 0.0})
     fit_wall = time.perf_counter() - fit_start
     history = results[0].metrics_dataframe
-    windows = [float(v) for v in history["train/step_seconds"]]
+    windows = [float(v) for v in history[names.METRIC_TRAIN_STEP_SECONDS]]
     pids = {int(r.metrics_dataframe["pid"].iloc[0]) for r in results if "pid" in r.metrics_dataframe}
     ray.shutdown()
     return {"ray_start": ray_start, "wall": fit_wall, "windows": windows, "processes": len(pids)}

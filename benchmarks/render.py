@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scolio_core.config import InputConfig
 from scolio_core.render.constants import COCO_LIMBS, PARTS
 from scolio_core.render.skeleton import BACKEND_ENV, render_skeleton_maps
-from sweeps.profiles import load_profile
+from scolio_sweep.settings.profile import load_profile
 
 GREY = ((np.arange(256) * (1.0 / 255.0)) * 255.0).astype(np.uint8)  # matplotlib cm.gray as uint8
 STANDING = np.array([[250, 100], [254, 96], [246, 96], [259, 99], [241, 99], [266, 122], [234, 122],

@@ -8,13 +8,13 @@ Run: python benchmarks/search.py            # ~35-45 min on 2 shared CPU cores (
      python benchmarks/search.py --table R.json   # replays, then regret against R's ground truth
 
 Phase 1 (real): every point of a discrete space (representation x sigma (skeleton maps only) x class
-weighting x train.lr, 30 points) trains to the full budget under Ray Tune with `trainables.baseline`,
+weighting x train.lr, 30 points) trains to the full budget under Ray Tune with `scolio_sweep.trainables.baseline`,
 2 trials at a time, and the val macro-F1 of every evaluation is recorded with its wall time. The training
 seed is fixed, so a config's curve is deterministic: two points are re-run and must give identical curves,
 and one real ASHA+TPE search (seed 0) is run for the replay check below.
 
 Phase 2 (replay, as tabular benchmarks such as HPOBench or NAS-Bench do): the searches run under real Ray
-Tune (OptunaSearch TPE + ASHAScheduler from `sweeps.run.build_search`, and Optuna's RandomSampler) but
+Tune (OptunaSearch TPE + ASHAScheduler from `scolio_sweep.stages.run.build_search`, and Optuna's RandomSampler) but
 the trainable reports the recorded curve of the config it is given, sleeping the recorded time of each
 evaluation scaled down, so concurrency and the order of reports behave as in real trials. Many seeds
 per method are then cheap. Check: the replay of the real seed-0 ASHA+TPE search must suggest the same
@@ -56,17 +56,12 @@ from typing import Any, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.ground_truth import rank as rank_trials
-from scolio_core import CLASS_NAMES
+from scolio_core import CLASS_NAMES, names
 from scolio_core.config import SKELETON_REPRESENTATIONS
-from sweeps.profiles import (
-    AshaSchedule,
-    Budget,
-    SweepProfile,
-    SynthSettings,
-    load_profile,
-    parse_distribution,
-    rung_milestones,
-)
+from scolio_core.data.stand_in import SynthSettings
+from scolio_sweep.search.rungs import rung_milestones
+from scolio_sweep.search.space import parse_distribution
+from scolio_sweep.settings.profile import AshaSchedule, Budget, SweepProfile, load_profile
 
 SPACE: dict[str, dict[str, list]] = {
     "input.representation": {"choice": ["body-only", "full-body", "silhouette"]},
@@ -77,10 +72,10 @@ SPACE: dict[str, dict[str, list]] = {
 QUICK_SPACE: dict[str, dict[str, list]] = {**SPACE, "input.sigma": {"choice": [4.0]}, "train.lr": {"choice": [0.1]}}
 # 480 sequences -> 239 train ids, of which val_fraction 0.3 carves 72 val ids (one sequence ~ 0.014 macro-F1).
 SYNTH = {"num_sequences": 480, "frames": 32, "train_ratio": "1:1:2", "seed": 0}
-METRIC = "val/macro_f1"
+METRIC = names.DEFAULT_METRIC
 TIE = 1e-9  # curves are bit-identical re-runs; the tolerance only absorbs float printing round trips
 # The sweeps' demo profile (demo.yaml) searches with ASHA grace 2, reduction 3: the primary setting here.
-# "reproducible": the sweeps' default (sweeps/searchers.py BatchedSuccessiveHalving: batches of concurrent
+# "reproducible": the sweeps' default (scolio_sweep/search/searchers.py BatchedSuccessiveHalving: batches of concurrent
 # trials, each rung compared only with earlier batches); without it, Ray's asynchronous ASHA (budget.reproducible
 # false), which the record's real search used.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -93,7 +88,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                          "reproducible": True},
     "tpe (fifo)": {"kind": "tpe"},
     # The pipeline the sweeps run since 2026-12-01: the late rung, the demo's 8 samples, and the confirmation
-    # (top 2 re-trained with 2 new seeds, sweeps/confirm.py). Its ground truth needs a record with 3 seeds.
+    # (top 2 re-trained with 2 new seeds, scolio_sweep/stages/confirm.py). Its ground truth needs a record with 3 seeds.
     "pipeline": {"kind": "asha+tpe", "asha": {"grace_period": 9, "reduction_factor": 3}, "reproducible": True,
                  "samples": 8, "confirm": (2, 2)},
     # 6 samples: the pipeline inside a third of the grid's compute (6 x ~0.95 + 4 confirmation trainings of 30)
@@ -248,8 +243,9 @@ def ray_parts():
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             f1 = float(result.get(METRIC, float("nan")))
             if f1 == f1:
-                self._record(trial).reports.append((int(result["training_iteration"]), int(result["iteration"]),
-                                                    f1, float(result.get("time_this_iter_s", 0.0))))
+                self._record(trial).reports.append((int(result["training_iteration"]),
+                                                    int(result[names.METRIC_ITERATION]), f1,
+                                                    float(result.get("time_this_iter_s", 0.0))))
 
         def _end(self, trial, status: str) -> None:
             record = self._record(trial)
@@ -268,12 +264,12 @@ def ray_parts():
 
 def replay_trainable(config: dict, table: dict, time_scale: float) -> None:
     """Reports the recorded curve of `config`'s point, sleeping each evaluation's recorded time x time_scale."""
-    from trainables._tune_report import tune_reporter
+    from scolio_sweep.trainables._tune_report import tune_reporter
 
     report = tune_reporter()
     for _tune_iter, steps, f1, seconds in table[point_key(config)]:
         time.sleep(seconds * time_scale)
-        report({METRIC: f1, "iteration": steps}, None)
+        report({METRIC: f1, names.METRIC_ITERATION: steps}, None)
 
 
 def run_search(variant: str, seed: int, profile: SweepProfile, trainable, storage: Path,
@@ -286,9 +282,9 @@ def run_search(variant: str, seed: int, profile: SweepProfile, trainable, storag
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from sweeps.engine import run_or_restore
-    from sweeps.profiles import define_search_space
-    from sweeps.run import build_search, short_trial_name
+    from scolio_sweep.engine.tuner import run_or_restore
+    from scolio_sweep.settings.profile import define_search_space
+    from scolio_sweep.stages.run import build_search, short_trial_name
 
     GridPoints, TrialLog = ray_parts()
     kind = "grid" if points is not None else VARIANTS[variant]["kind"]
@@ -338,7 +334,7 @@ def phase1(args, root: Path, space: dict, split, storage: Path) -> dict:
     """Real trials: the grid, a determinism re-run of 2 points, one real ASHA+TPE search (seed 0)."""
     from ray import tune
 
-    from trainables.baseline import train_baseline
+    from scolio_sweep.trainables.baseline import train_baseline
 
     points = grid_points(space)
     profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every)
@@ -419,7 +415,7 @@ def code_fingerprint() -> str:
     """sha256 over the sources trial processes import: a curve is only a fixed function of its config while
     these stay unchanged (each trial re-imports them from the working tree)."""
     digest = hashlib.sha256()
-    for path in sorted(p for d in ("scolio_core", "trainables", "sweeps") for p in (REPO / d).rglob("*.py")):
+    for path in sorted(p for d in ("scolio_core", "scolio_sweep", "sweeps") for p in (REPO / d).rglob("*.py")):
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -508,7 +504,7 @@ def main() -> None:
     seeds = list(range(args.seeds if args.seeds is not None else (2 if args.quick else 10)))
 
     from scolio_core.data.resolve import resolve_split
-    from sweeps.prepare import synthetic_root
+    from scolio_core.data.stand_in import synthetic_root
 
     root = synthetic_root(SynthSettings(**SYNTH), Path(args.cache_dir) if args.cache_dir else None)
     points = grid_points(space)
@@ -522,7 +518,7 @@ def main() -> None:
     import ray
     from ray import tune
 
-    from sweeps.engine import connect_ray
+    from scolio_sweep.engine.tuner import connect_ray
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     # No CSV/JSON/TensorBoard result files: TrialLog keeps what is measured. (Tune then warns at the end of
@@ -547,7 +543,7 @@ def main() -> None:
                 record = phase1(args, root, space, split, storage)
             record["code"] = {"before": before, "after": code_fingerprint()}
             if before != record["code"]["after"]:
-                print(f"WARNING: the sources under scolio_core/, trainables/ or sweeps/ changed during phase 1 "
+                print(f"WARNING: the sources under scolio_core/, scolio_sweep/trainables/ or sweeps/ changed during phase 1 "
                       f"({before} -> {record['code']['after']}): the recorded curves mix code versions", flush=True)
             if args.save:
                 Path(args.save).write_text(json.dumps(record))
@@ -565,7 +561,7 @@ def main() -> None:
             print(f"  {variant}: " + (f"ASHA grace {asha['grace_period']}, reduction {asha['reduction_factor']}, rungs "
                                       f"at evaluations {rungs} of {base.evaluations_per_trial} + " if asha else "FIFO + ")
                   + ("Optuna RandomSampler" if VARIANTS[variant]["kind"] == "random" else
-                     "TPE (sweeps.run.build_search: published defaults first)"))
+                     "TPE (scolio_sweep.stages.run.build_search: published defaults first)"))
         check = None
         if "real_asha" in record:
             profile = bench_profile(root, space, 0, len(points), args.iterations, args.eval_every,

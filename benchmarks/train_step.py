@@ -27,11 +27,12 @@ import torch
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scolio_core.training.loop as train_module
+from scolio_core import names
 from scolio_core.data.resolve import resolve_split
+from scolio_core.data.stand_in import synthetic_root
 from scolio_core.training.batches import load_trainval
 from scolio_core.training.inference import pick_device
-from sweeps.prepare import synthetic_root
-from sweeps.profiles import load_profile
+from scolio_sweep.settings.profile import load_profile
 
 
 def measure(profile_name: str, steps: int, warmup: int, sigma: float | None, representation: str | None,
@@ -80,7 +81,7 @@ def measure(profile_name: str, steps: int, warmup: int, sigma: float | None, rep
     device = pick_device(config.train.device)
     frames = config.train.batch_ids * config.train.batch_samples * config.train.frames
     return {"step": step, "render": render, "share": render / step, "frames": frames,
-            "loop_step_seconds": reported.get("train/step_seconds", float("nan")), "device": str(device),
+            "loop_step_seconds": reported.get(names.METRIC_TRAIN_STEP_SECONDS, float("nan")), "device": str(device),
             "map": f"{config.input.frame_shape[0]}x{config.input.frame_shape[1]}", "width": config.model.width,
             "canvas": config.input.canvas_size, "sigma": sigma, "representation": representation}
 

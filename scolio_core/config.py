@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 import yaml
 
 from scolio_core.errors import ConfigError
+from scolio_core.safe_yaml import brief, cut
+
+_Section = TypeVar("_Section")
 
 SKELETON_REPRESENTATIONS = ("full-body", "body-only", "head-lite")
 REPRESENTATIONS = SKELETON_REPRESENTATIONS + ("silhouette",)
@@ -102,16 +108,19 @@ class InputConfig:
         return (self.map_size, self.map_size - 2 * self.side_crop)
 
 
-# Model name -> what it consumes besides frames: the one place that says DRF needs PAVs. Lives here, the
-# lowest layer, because config validation, data loading and prediction all ask it.
-MODEL_INPUTS: dict[str, tuple[str, ...]] = {"sconet": (), "drf": ("pav",)}
+# The one table of models: name -> what it consumes besides frames (the one place that says DRF needs PAVs).
+# Lives here, the lowest layer, because config validation, data loading and prediction all ask it;
+# scolio_core.models registers one builder per name of it (tests/test_models.py checks they agree).
+MODEL_SCONET = "sconet"
+MODEL_DRF = "drf"
+MODEL_INPUTS: dict[str, tuple[str, ...]] = {MODEL_SCONET: (), MODEL_DRF: ("pav",)}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """ScoNet-MT (silhouette), ScoNet-MT-ske (skeleton maps) or DRF (skeleton maps + PAV-guided attention)."""
 
-    name: str = "sconet"  # sconet | drf
+    name: str = MODEL_SCONET  # a key of MODEL_INPUTS: sconet | drf
     width: int = 64  # stem width; stages are width x [1, 2, 4, 8]; the published model uses 64
     embed_dim: int = 256
     parts: int = 16
@@ -198,52 +207,81 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def _coerce(section: str, spec: dataclasses.Field, value: Any) -> Any:
-    """Turn YAML/JSON values into the field's type (lists -> tuples, ints -> floats) or raise naming it."""
-    name = f"{section}.{spec.name}"
-    default = spec.default
-    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", str(spec.type))
-    if value is None:
-        if "None" in kind:
-            return None
-        raise ConfigError(f"{name} must not be null")
-    if kind.startswith("tuple"):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        item = float if "float" in kind else int
+# ------------------------------------------------------------------------------------- strict building
+_SCALARS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_PLURALS: dict[type, str] = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings"}
+
+
+def _scalar(kind: type, value: Any, name: str, int_as_float: bool) -> Any:
+    """`value` as a `kind` field, or a ConfigError naming the key. bool is never an int or a float (YAML's
+    `yes` would otherwise become 1), an int is a float, NaN and infinities are refused."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         try:
-            return tuple(item(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a list of {item.__name__}, got {value!r}") from None
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value
+            number = float(value) if ok else math.nan
+        except OverflowError:  # an int beyond the float range
+            number = math.nan
+        ok = math.isfinite(number)
+        if ok and int_as_float:
+            value = number
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"{name} must be {_SCALARS[kind]}, got {brief(value)}")
     return value
 
 
-def _build_section(section: str, values: Mapping[str, Any]) -> Any:
-    cls = SECTIONS[section]
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
-    specs = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(specs))
+def _field_value(hint: Any, value: Any, name: str, int_as_float: bool) -> Any:
+    """Check (and coerce) one field's value against its type hint: int, float, bool, str, a tuple of those
+    (`tuple[int, ...]` any length, `tuple[float, float, float]` exactly three; a YAML list is accepted) and
+    `X | None` of any of them."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint, = [arg for arg in args if arg is not type(None)]  # Optional[X] only: nothing else is built here
+        args = typing.get_args(hint)
+    if value is None:
+        raise ConfigError(f"{name} must not be null")
+    if typing.get_origin(hint) is tuple:
+        variadic = len(args) == 2 and args[1] is Ellipsis
+        items = args[:1] if variadic else args
+        if not isinstance(value, (list, tuple)) or (not variadic and len(value) != len(items)):
+            size = "" if variadic else f"{len(items)} "
+            raise ConfigError(f"{name} must be a list of {size}{_PLURALS[items[0]]}, got {brief(value)}")
+        kinds = items * len(value) if variadic else items
+        return tuple(_scalar(kind, item, name, int_as_float) for kind, item in zip(kinds, value))
+    if hint not in _SCALARS:
+        raise TypeError(f"{name}: build_strict cannot build a field of type {hint!r}")
+    return _scalar(hint, value, name, int_as_float)
+
+
+def build_strict(cls: type[_Section], raw: Mapping[str, Any] | None, where: str, *,
+                 int_as_float: bool = True) -> _Section:
+    """A frozen dataclass from YAML/JSON data, refusing what it does not expect, each error one line naming
+    `<where>.<key>`: unknown keys; a bool where an int or float belongs; a float where an int belongs; NaN or
+    infinity; a string where a number belongs (and the reverse); null unless the field is Optional; a list of
+    the wrong length for a fixed-length tuple. Lists become tuples and, unless `int_as_float` is False, ints
+    given for float fields become floats (False keeps them as written, e.g. for values logged verbatim).
+    `raw` None is an empty section. Messages show a bounded repr of the value (`safe_yaml.brief`). The class's
+    own `validate` is the caller's to run.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {brief(raw)}")
+    hints = typing.get_type_hints(cls)
+    known = [spec.name for spec in fields(cls)]
+    unknown = [key for key in raw if key not in known]
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
-                          f"known: {', '.join(sorted(specs))}")
-    return cls(**{key: _coerce(section, specs[key], value) for key, value in values.items()})
+        keys = ", ".join(f"{where}.{cut(str(key), 60)}" for key in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise ConfigError(f"{keys}: unknown key{'s' if len(unknown) > 1 else ''} (known: {', '.join(known)})")
+    return cls(**{key: _field_value(hints[key], value, f"{where}.{key}", int_as_float)
+                  for key, value in raw.items()})
 
 
 @dataclass(frozen=True)
@@ -277,7 +315,7 @@ class ExperimentConfig:
         unknown = sorted(set(nested) - set(SECTIONS))
         if unknown:
             raise ConfigError(f"unknown config section(s) {unknown}; sections are {', '.join(SECTIONS)}")
-        return cls(**{s: _build_section(s, v) for s, v in nested.items()}).validate()
+        return cls(**{s: build_strict(SECTIONS[s], v, s) for s, v in nested.items()}).validate()
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

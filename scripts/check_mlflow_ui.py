@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scolio_core import names
 from scolio_core.errors import DataError, ScolioError
-from scolio_core.tracking import schema
+from scolio_core.tracking import lookups
 
 WINDOW = (1600, 1000)
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -227,7 +228,7 @@ def find_sweep(server: MlflowServer, sweep: str, experiment: str | None
                ) -> tuple[str, RunRef, list[RunRef], list[str]]:
     """(experiment id, parent, children, table columns) as the runs page's own search endpoint returns them.
 
-    The parent is the oldest one tagged with the sweep's name (schema.find_parent_run's rule: the one a
+    The parent is the oldest one tagged with the sweep's name (lookups.find_parent_run's rule: the one a
     resumed sweep reuses). The columns are the sweep's metric (parent tag `scolio.metric`) and its searched
     knobs (parent params `search.<key>`, which children log as `<key>`), in the UI's column-id form.
     """
@@ -237,24 +238,24 @@ def find_sweep(server: MlflowServer, sweep: str, experiment: str | None
         if not experiments:
             raise DataError(f"no MLflow experiment named {experiment!r} in the store")
     parents = server.post("runs/search", {"experiment_ids": [e["experiment_id"] for e in experiments],
-                                          "filter": schema.parents_filter(sweep),
-                                          "order_by": [schema.OLDEST_FIRST], "max_results": 1}).get("runs", [])
+                                          "filter": lookups.parents_filter(sweep),
+                                          "order_by": [lookups.OLDEST_FIRST], "max_results": 1}).get("runs", [])
     if not parents:
         where = f"experiment {experiment!r}" if experiment else "any experiment"
-        raise DataError(f"no parent run tagged {schema.TAG_SWEEP}={sweep!r}, {schema.TAG_ROLE}="
-                        f"{schema.ROLE_PARENT} in {where}")
+        raise DataError(f"no parent run tagged {names.TAG_SWEEP}={sweep!r}, {names.TAG_ROLE}="
+                        f"{names.ROLE_PARENT} in {where}")
     parent = parents[0]["info"]
     data = parents[0].get("data", {})
     tags = {t["key"]: t["value"] for t in data.get("tags", [])}
-    prefix = schema.PARAM_SEARCH_PREFIX
+    prefix = names.PARAM_SEARCH_PREFIX
     searched = sorted(p["key"][len(prefix):] for p in data.get("params", []) if p["key"].startswith(prefix))
-    columns = [f"metrics.`{tags.get(schema.TAG_METRIC, schema.DEFAULT_METRIC)}`"]
+    columns = [f"metrics.`{tags.get(names.TAG_METRIC, names.DEFAULT_METRIC)}`"]
     columns += [f"params.`{key}`" for key in searched[:MAX_PARAM_COLUMNS]]
     children: list[RunRef] = []
     token = None
     while True:
         body = {"experiment_ids": [parent["experiment_id"]], "max_results": 1000,
-                "filter": schema.children_filter(parent["run_id"])}
+                "filter": lookups.children_filter(parent["run_id"])}
         if token:
             body["page_token"] = token
         reply = server.post("runs/search", body)
@@ -271,7 +272,7 @@ def share_view(server: MlflowServer, experiment_id: str, sweep: str, columns: li
     MLflow's UI reads `?viewStateShareKey=K` from the experiment tag `mlflow.sharedViewState.K`; the tag is
     written to the temporary copy this script serves, never to the user's store. Returns K.
     """
-    state = {"searchFilter": schema.sweep_filter(sweep), "selectedColumns": columns}
+    state = {"searchFilter": lookups.sweep_filter(sweep), "selectedColumns": columns}
     server.post("experiments/set-experiment-tag", {"experiment_id": experiment_id, "key": SHARE_TAG + SHARE_KEY,
                                                    "value": json.dumps(state)})
     return SHARE_KEY
@@ -286,7 +287,7 @@ def runs_page_url(base: str, experiment_id: str, share_key: str) -> str:
 def parent_model_uri(server: MlflowServer, parent_run_id: str) -> str:
     """The registered model the sweep's study tested (parent tag scolio.model_uri), or ""."""
     tags = server.get("runs/get", {"run_id": parent_run_id}).get("run", {}).get("data", {}).get("tags", [])
-    return next((t["value"] for t in tags if t["key"] == schema.TAG_MODEL_URI), "")
+    return next((t["value"] for t in tags if t["key"] == names.TAG_MODEL_URI), "")
 
 
 def model_page_url(base: str, model_uri: str) -> str:
@@ -508,7 +509,7 @@ def check_mlflow_ui(store: str | Path, sweep: str, out_dir: str | Path | None = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", metavar="SWEEP", help=f"sweep name (the parent run's {schema.TAG_SWEEP} tag)")
+    parser.add_argument("sweep", metavar="SWEEP", help=f"sweep name (the parent run's {names.TAG_SWEEP} tag)")
     parser.add_argument("--store", default="mlflow.db", help="MLflow sqlite store: a path or sqlite:/// URI "
                                                              "(default mlflow.db)")
     parser.add_argument("--experiment", help="only look in this MLflow experiment (default: all)")

@@ -18,15 +18,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
-# `python sweeps/representation.py` from a checkout (or a `ray job submit` working dir) without install.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:
+    import scolio_sweep  # noqa: F401  (installed: `pip install -e .`)
+except ImportError:  # a bare checkout or a `ray job submit` working dir that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
-from sweeps.confirm import confirm  # noqa: E402
-from sweeps.finish import SweepOutcome, finish_sweep, print_summary  # noqa: E402
-from sweeps.prepare import prepare_sweep  # noqa: E402
-from sweeps.profiles import load_profile  # noqa: E402
-from sweeps.run import build_search, run_trials  # noqa: E402
+from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
+from scolio_sweep.settings.profile import load_profile  # noqa: E402
+from scolio_sweep.stages.confirm import confirm  # noqa: E402
+from scolio_sweep.stages.finish import SweepOutcome, finish_sweep, print_summary  # noqa: E402
+from scolio_sweep.stages.prepare import prepare_sweep  # noqa: E402
+from scolio_sweep.stages.run import build_search, run_trials  # noqa: E402
 
 
 def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
@@ -34,7 +36,7 @@ def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
     finetune = load_profile(args.finetune_profile) if args.finetune_profile else None
     settings = settings_from_args(args)
     context = prepare_sweep(profile, settings, kind="representation")
-    from trainables.baseline import train_baseline
+    from scolio_sweep.trainables.baseline import train_baseline
 
     search_alg, scheduler = build_search(context.profile)
     results = run_trials(context, train_baseline, search_alg=search_alg, scheduler=scheduler)
@@ -45,7 +47,7 @@ def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
     if finetune is None:
         return outcome
     # Stage 2 of the same study, in this driver: the finetune of this sweep's winner, then the study's one look.
-    from sweeps.finetune import print_study, run_finetune_stage
+    from scolio_sweep.studies.finetune import print_study, run_finetune_stage
 
     stage = dataclasses.replace(settings, name=f"{context.name}-finetune", data_root=None, partition=None)
     final, baseline_val = run_finetune_stage(finetune, stage, from_sweep=context.name, reopen_test=args.reopen_test)

@@ -29,17 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[:split])
 
     sys.path.insert(0, str(ROOT))
-    from sweeps import engine
+    from scolio_sweep.engine import tuner as engine
 
     connect = engine.connect_ray
 
     def private_ray(address=None, num_cpus=None, **kwargs):
-        # prepare_sweep imports connect_ray from sweeps.engine when it runs, so this wrapper is what it calls.
+        # prepare_sweep imports connect_ray from scolio_sweep.engine.tuner when it runs: it calls this wrapper.
         return connect(address, num_cpus if num_cpus is not None else args.num_cpus,
                        temp_dir=kwargs.get("temp_dir") or args.ray_temp_dir, include_dashboard=False)
 
     engine.connect_ray = private_ray
-    script = importlib.import_module(f"sweeps.{args.script}")
+    sys.path.insert(0, str(ROOT / "sweeps"))  # the entry scripts are scripts, not a package
+    script = importlib.import_module(args.script)
     return script.main(argv[split + 1:])
 
 

@@ -1,4 +1,4 @@
-"""A toy Tune sweep through sweeps.engine + sweeps.tracking, for the tracking and kill-and-resume tests.
+"""A toy Tune sweep through scolio_sweep.engine.tuner + scolio_sweep.engine.callbacks, for the tracking and kill-and-resume tests.
 
 The toy trainable reports a falling `loss` and a rising `val/macro_f1` once per step, checkpoints every
 step and resumes from `tune.get_checkpoint()`. Run as a script it is a whole sweep driver (its own local Ray
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from sweeps.engine import connect_ray, run_or_restore
-    from sweeps.tracking import MLflowLifecycle
+    from scolio_sweep.engine.callbacks import MLflowLifecycle
+    from scolio_sweep.engine.tuner import connect_ray, run_or_restore
 
     connect_ray(num_cpus=2, temp_dir=args.ray_temp_dir, include_dashboard=False)
     space = {"scale": tune.grid_search([1.0 + i for i in range(args.trials)]), "steps": args.steps,

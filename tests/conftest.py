@@ -13,9 +13,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_ledger(tmp_path, monkeypatch):
-    # The lockbox's default ledger lives in the home directory; tests never touch the user's.
-    monkeypatch.setenv("SCOLIO_LEDGER", str(tmp_path / "ledger.jsonl"))
+def _isolated_store(tmp_path, monkeypatch):
+    # Without --tracking-uri, commands use $MLFLOW_TRACKING_URI, else the checkout's mlflow.db (and its
+    # test-set ledger): tests never touch the user's store.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default-store.db'}")
 
 
 @pytest.fixture(scope="session")
@@ -43,25 +44,43 @@ def tiny_config(root: Path, **overrides):
     return ExperimentConfig.from_dict(values)
 
 
+READ_LOG_SITE = Path(__file__).resolve().parent / "_read_log"
+
+
+def read_log_env(path: Path) -> dict[str, str]:
+    """Environment for processes a test starts: each (and each process it starts, Ray workers included) logs
+    every pkl it reads to `path`, through tests/_read_log/sitecustomize.py and the library's read hook."""
+    paths = [str(READ_LOG_SITE), str(READ_LOG_SITE.parents[1])]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in paths]
+    return {"SCOLIO_TEST_READ_LOG": str(path), "PYTHONPATH": os.pathsep.join(paths)}
+
+
 @pytest.fixture(scope="module")
 def ray_with_access_log(tmp_path_factory):
-    """A local Ray whose workers inherit SCOLIO_ACCESS_LOG: every pkl any process reads is logged."""
+    """A local Ray whose workers log every pkl they read (read_log_env), as does this process."""
     import ray
+    from _read_log.sitecustomize import install
+
+    from scolio_core.data.release import set_read_hook
 
     path = tmp_path_factory.mktemp("access") / "reads.tsv"
-    previous = os.environ.get("SCOLIO_ACCESS_LOG")
-    os.environ["SCOLIO_ACCESS_LOG"] = str(path)
+    values = read_log_env(path)
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    install(path)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield path
     ray.shutdown()
-    if previous is None:
-        os.environ.pop("SCOLIO_ACCESS_LOG", None)
-    else:
-        os.environ["SCOLIO_ACCESS_LOG"] = previous
+    set_read_hook(None)
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def access_log_reads(path: Path, start: int = 0) -> list[tuple[int, str]]:
-    """(pid, sequence id) of every pkl read logged to a SCOLIO_ACCESS_LOG file, from line `start` on."""
+    """(pid, sequence id) of every pkl read logged to a read_log_env file, from line `start` on."""
     lines = path.read_text().splitlines()[start:] if path.exists() else []
     return [(int(pid), seq_id) for pid, seq_id, _ in (line.split("\t") for line in lines)]
 

@@ -26,7 +26,7 @@ def store(tmp_path_factory):
 
 def test_clean_sweep_passes(store, capsys):
     from scolio_core.cli.main import main
-    from scolio_core.tracking.report import audit_sweep
+    from scolio_core.tracking.audit import audit_sweep
 
     audit = audit_sweep(store, "clean", "scoliotune")
     assert audit["clean"] and audit["problems"] == []
@@ -40,9 +40,17 @@ def test_clean_sweep_passes(store, capsys):
     assert printed["clean"] is True and printed["ledger"][0]["state"] == "opened"
 
 
+def test_audit_without_a_flag_reads_the_environments_store(store, capsys, monkeypatch):
+    from scolio_core.cli.main import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    assert main(["audit", "clean"]) == 0
+    assert "VERDICT: CLEAN" in capsys.readouterr().out
+
+
 def test_two_test_evaluations_are_flagged(store, capsys):
     from scolio_core.cli.main import main
-    from scolio_core.tracking.report import audit_sweep
+    from scolio_core.tracking.audit import audit_sweep
 
     audit = audit_sweep(store, "tested-twice")
     assert audit["test_evaluations"] == 2 and audit["reopened_attempts"] == [2]
@@ -53,7 +61,7 @@ def test_two_test_evaluations_are_flagged(store, capsys):
 
 def test_winner_that_is_not_best_by_val_is_flagged(store):
     from scolio_core.cli.main import main
-    from scolio_core.tracking.report import audit_sweep
+    from scolio_core.tracking.audit import audit_sweep
 
     audit = audit_sweep(store, "not-best")
     assert not audit["winner_is_best_by_val"]
@@ -64,7 +72,7 @@ def test_winner_that_is_not_best_by_val_is_flagged(store):
 
 @pytest.mark.parametrize("sweep, phrase", [("on-test", "selected on 'test'"), ("other-data", "contract mismatch")])
 def test_selection_on_test_and_contract_mismatch_are_flagged(store, sweep, phrase):
-    from scolio_core.tracking.report import audit_sweep
+    from scolio_core.tracking.audit import audit_sweep
 
     audit = audit_sweep(store, sweep)
     assert not audit["clean"]

@@ -1,7 +1,7 @@
 """cluster.yaml and cluster-local.yaml pass the checks `ray up` itself runs, offline, and keep the cluster secure.
 
 Each file is validated against the JSON schema shipped inside the installed ray package, then put
-through Ray's own `prepare_config` + `validate_config` (via `sweeps/ray_private.py`) (what `ray up` does before touching a cloud);
+through Ray's own `prepare_config` + `validate_config` (via `scolio_sweep/engine/ray_private.py`) (what `ray up` does before touching a cloud);
 the on-prem file also goes through the local provider's bootstrap. No network: a fixture makes any
 socket connection fail, so nothing here can reach AWS. Broken copies must fail, so the checks can fail.
 
@@ -33,7 +33,7 @@ pytest.importorskip("ray.autoscaler", reason="ray[default] is needed for the clu
 
 import ray.autoscaler  # noqa: E402
 
-from sweeps.ray_private import prepare_cluster_config  # noqa: E402
+from scolio_sweep.engine.ray_private import prepare_cluster_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 AWS, LOCAL = "cluster.yaml", "cluster-local.yaml"

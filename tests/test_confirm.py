@@ -9,11 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from scolio_core import names
 from scolio_core.errors import ConfigError
-from scolio_core.tracking import schema
-from scolio_core.tracking.report import SweepRecord, Trial, confirmation_problems
-from sweeps.confirm import ConfirmationRecord, ConfirmedCandidate, choose
-from sweeps.profiles import PROFILE_DIR, apply_overrides, load_profile
+from scolio_core.tracking.audit import confirmation_problems
+from scolio_core.tracking.record import SweepRecord, Trial
+from scolio_sweep.settings.profile import PROFILE_DIR, apply_overrides, load_profile
+from scolio_sweep.stages.confirm import ConfirmationRecord, ConfirmedCandidate, choose
 
 
 def candidate(rank: int, search_val: float, *vals: float) -> ConfirmedCandidate:
@@ -25,7 +26,7 @@ def candidate(rank: int, search_val: float, *vals: float) -> ConfirmedCandidate:
 def test_fixed_configurations_suggests_each_once_in_order_then_finishes_and_survives_a_restore(tmp_path):
     from ray.tune.search import Searcher
 
-    from sweeps.searchers import FixedConfigurations
+    from scolio_sweep.search.searchers import FixedConfigurations
 
     configs = [{"input.sigma": 2.0, "train.seed": 1}, {"input.sigma": 2.0, "train.seed": 2},
                {"input.representation": "silhouette", "train.seed": 1}]
@@ -88,19 +89,19 @@ def run(run_id: str, tags: dict | None = None) -> SimpleNamespace:
 
 
 def trial(run_id: str, vals: list[float], params: dict, tags: dict | None = None) -> Trial:
-    return Trial(run(run_id, {schema.TAG_TRIAL_ID: run_id, **(tags or {})}), params,
-                 {schema.METRIC_VAL_MACRO_F1: dict(enumerate(vals, start=1))})
+    return Trial(run(run_id, {names.TAG_TRIAL_ID: run_id, **(tags or {})}), params,
+                 {names.METRIC_VAL_MACRO_F1: dict(enumerate(vals, start=1))})
 
 
 def sweep_record(selected: str, chosen: str = "s1", extra_trial: float = 0.5) -> tuple[SweepRecord, dict]:
     search = [trial("s1", [0.5, 0.8], {"input.sigma": 1.0}), trial("s2", [0.7, 0.75], {"input.sigma": 2.0}),
               trial("s3", [0.4, extra_trial], {"input.sigma": 3.0})]
     confirms = [trial(f"c{c}{seed}", [v], {"input.sigma": float(c), "train.seed": seed},
-                      {schema.TAG_ROLE: schema.ROLE_CONFIRMATION, schema.TAG_CONFIRM_CANDIDATE: f"s{c}"})
+                      {names.TAG_ROLE: names.ROLE_CONFIRMATION, names.TAG_CONFIRM_CANDIDATE: f"s{c}"})
                 for c, seed, v in ((1, 1, 0.6), (1, 2, 0.62), (2, 1, 0.72), (2, 2, 0.7))]
     confirmation = {"seeds": [1, 2], "chosen": chosen,
                     "candidates": [{"search_trial": "s1"}, {"search_trial": "s2"}]}
-    parent = run("p", {schema.TAG_SELECTED_RUN_ID: selected, schema.TAG_CONFIRMATION: json.dumps(confirmation)})
+    parent = run("p", {names.TAG_SELECTED_RUN_ID: selected, names.TAG_CONFIRMATION: json.dumps(confirmation)})
     record = SweepRecord("x", "0", parent, search, ["input.sigma"], [], confirms)
     return record, confirmation
 

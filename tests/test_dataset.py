@@ -13,7 +13,6 @@ import pytest
 from scolio_core import CLASS_INDEX
 from scolio_core.cli.main import main as cli_main
 from scolio_core.data.release import (
-    ACCESS_LOG_ENV,
     SequenceSet,
     frame_statistics,
     index_release,
@@ -187,18 +186,17 @@ def test_listed_id_absent_on_disk_names_id_and_root(release: Path) -> None:
         validate_release(release, ["00999"], "skeleton")
 
 
-def test_access_log_records_every_read(release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log = tmp_path / "access.log"
-    monkeypatch.setenv(ACCESS_LOG_ENV, str(log))
-    load_sequences(release, ["00002", "00000"], "skeleton")
-    load_pose(release / "00003" / "negative" / "000_180" / "000_180.pkl")
-    lines = [line.split("\t") for line in log.read_text().splitlines()]
-    assert [fields[1] for fields in lines] == ["00002", "00000", "00003"]
-    assert all(fields[0] == str(os.getpid()) for fields in lines)
-    assert lines[0][2] == str(release / "00002" / "NEUTRAL" / "000_180" / "000_180.pkl")
-    monkeypatch.delenv(ACCESS_LOG_ENV)
-    load_sequences(release, ["00001"], "skeleton")
-    assert len(log.read_text().splitlines()) == 3
+def test_the_read_hook_sees_every_read(release: Path) -> None:
+    from scolio_core.data.release import read_hook, set_read_hook
+
+    reads: list[tuple[str, Path]] = []
+    with read_hook(lambda seq_id, path: reads.append((seq_id, path))):
+        load_sequences(release, ["00002", "00000"], "skeleton")
+        load_pose(release / "00003" / "negative" / "000_180" / "000_180.pkl")
+    assert [seq_id for seq_id, _ in reads] == ["00002", "00000", "00003"]
+    assert reads[0][1] == release / "00002" / "NEUTRAL" / "000_180" / "000_180.pkl"
+    load_sequences(release, ["00001"], "skeleton")  # the hook is gone after the block
+    assert len(reads) == 3 and set_read_hook(None) is None
 
 
 def test_resolve_modality_root(tmp_path: Path, release: Path) -> None:

@@ -1,6 +1,6 @@
 """No production code deserialises untrusted bytes except through a loader that cannot run code.
 
-An AST scan (nothing is imported or run) of every module under scolio_core/, trainables/, sweeps/, scripts/
+An AST scan (nothing is imported or run) of every module under scolio_core/, scolio_sweep/, sweeps/, scripts/
 and benchmarks/. Names are resolved through the module's imports, so aliases are caught as well as the
 plain spelling: `from pickle import loads`, `import pickle as p; p.load`, `torch.serialization.load`,
 `getattr(pickle, "loads")`, a deserialiser bound to a new name (`fn = pickle.loads`), and a constant-named
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("scolio_core", "trainables", "sweeps", "scripts", "benchmarks")
+SCANNED = ("scolio_core", "scolio_sweep", "sweeps", "scripts", "benchmarks")
 
 PICKLE_LIKE = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "jsonpickle", "marshal", "shelve"}
 # What those modules may be used for: writing, and naming their exceptions; ALL-CAPS names (opcodes,
@@ -64,10 +64,10 @@ ALLOWED = {
     # Not safe but a stated trust boundary: Tuner.restore unpickles tuner.pkl and the experiment state from
     # the sweep's storage_path, so write access there is code execution in the driver. docs/reliability.md
     # states it; docs/cluster.md says who alone may write storage_path. A new restore site must be added here.
-    ("sweeps/engine.py", "ray.tune.Tuner.restore"),
+    ("scolio_sweep/engine/tuner.py", "ray.tune.Tuner.restore"),
     # Same boundary, nothing beyond it: Ray reads the pickled error a trial left in its storage_path directory
     # (only when no text error file exists). Whoever can plant it there can already plant tuner.pkl.
-    ("sweeps/tracking.py", ".get_pickled_error"),
+    ("scolio_sweep/engine/callbacks.py", ".get_pickled_error"),
 }
 
 

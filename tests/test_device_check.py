@@ -22,7 +22,7 @@ MARKER = "SCOLIO_DEVICE_CHECK_TEST"
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc to end our Ray processes")
 def test_device_check_dry_run_runs_every_check_and_ends_with_a_summary(tmp_path):
     marker = uuid.uuid4().hex
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SCOLIO_ACCESS_LOG")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "SCOLIO_TEST_READ_LOG")}
     env.update({MARKER: marker, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     try:
         done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_check.py"), "--dry-run"], env=env,

@@ -1,5 +1,5 @@
 """Data-parallel trials: `run_training` as ranks of a gloo group, and a Tune trial that trains on two Ray Train
-workers (trainables/distributed.py) with its reports, checkpoints and val metrics reaching Tune and MLflow,
+workers (scolio_sweep/trainables/distributed.py) with its reports, checkpoints and val metrics reaching Tune and MLflow,
 and no test id read by any process but the test's own."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import read_log_env, tiny_config
 
+from scolio_core import names
 from scolio_core.data.resolve import resolve_split
-from scolio_core.tracking import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -85,13 +85,12 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
     from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from scolio_core.data.release import ACCESS_LOG_ENV
     from scolio_core.training.batches import load_trainval
     from scolio_core.training.checkpoint import read_checkpoint
     from scolio_core.training.loop import run_training
-    from sweeps.engine import connect_ray, run_or_restore
-    from sweeps.tracking import MLflowLifecycle
-    from trainables.distributed import data_parallel_trainable, driver_resources
+    from scolio_sweep.engine.callbacks import MLflowLifecycle
+    from scolio_sweep.engine.tuner import connect_ray, run_or_restore
+    from scolio_sweep.trainables.distributed import data_parallel_trainable, driver_resources
 
     torch.set_num_threads(1)
     config = tiny_config(synth_root, **{"train.iterations": 24, "train.eval_every": 8, "train.lr": 0.05,
@@ -101,8 +100,8 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
     run_training(config, load_trainval(config, split.trainval()), tmp_path / "single", lambda m, c: single.append(m))
 
     log = tmp_path / "access.log"
-    monkeypatch.setenv(ACCESS_LOG_ENV, str(log))  # before Ray starts: its workers inherit it
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    for key, value in read_log_env(log).items():  # before Ray starts: its workers inherit it (and ROOT)
+        monkeypatch.setenv(key, value)
     # Ray Train's controller collects the workers' reports every 2 s by default: 0.5 s (the trial's wall time
     # is mostly that waiting, not training).
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
@@ -144,7 +143,7 @@ def test_two_worker_trial_reports_checkpoints_to_tune_and_mlflow_without_test_id
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "val/macro_f1")] == [1, 2, 3]
     assert runs[0].data.tags.get("scolio.best_checkpoint")
     # Rank 0 sampled system metrics; they rode its relayed reports into the trial's run (MLflow's names).
-    cpu = client.get_metric_history(runs[0].info.run_id, schema.METRIC_SYSTEM_CPU)
+    cpu = client.get_metric_history(runs[0].info.run_id, names.METRIC_SYSTEM_CPU)
     assert cpu and {m.step for m in cpu} <= {1, 2, 3} and all(0 <= m.value <= 100 for m in cpu)
 
     reads = [line.split("\t") for line in log.read_text().splitlines()]

@@ -1,4 +1,4 @@
-"""sweeps.engine: Ray connection choice, and a sweep driver SIGKILLed mid-run that resumes on re-run with
+"""scolio_sweep.engine.tuner: Ray connection choice, and a sweep driver SIGKILLed mid-run that resumes on re-run with
 exactly one MLflow child run per trial, every step logged once and nothing left RUNNING.
 
 The kill test runs tests/_toy_sweep.py as a subprocess with its own Ray temp dir and a marker in its
@@ -23,7 +23,7 @@ import ray
 from _processes import marked_pids, stop_marked
 from mlflow import MlflowClient
 
-from sweeps import engine
+from scolio_sweep.engine import tuner as engine
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = Path(__file__).resolve().parent / "_toy_sweep.py"

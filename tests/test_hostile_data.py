@@ -203,7 +203,7 @@ def _inspect_all(cases: dict[str, Case], base: Path) -> None:
     """Run `scolio inspect` on every case's root; record exit code, stderr, peak RSS and seconds."""
     jobs = [(case.name, str(base / case.name), ["inspect", str(case.root), "--partition", PARTITION,
                                                 "--modality", "skeleton"]) for case in cases.values()]
-    env = {k: v for k, v in os.environ.items() if k != "SCOLIO_ACCESS_LOG"}
+    env = {k: v for k, v in os.environ.items() if k != "SCOLIO_TEST_READ_LOG"}
     env.update({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     done = subprocess.run([sys.executable, "-c", CHECKER, json.dumps(jobs)], cwd=base, env=env,
                           capture_output=True, text=True, timeout=KILL_AFTER_SECONDS * 3, check=False)

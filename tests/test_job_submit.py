@@ -65,7 +65,7 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_auth_head(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update({MARKER: marker, "HOME": str(home), "RAY_AUTH_MODE": "token", "OMP_NUM_THREADS": "1",
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
-    env.pop("SCOLIO_ACCESS_LOG", None)
+    env.pop("SCOLIO_TEST_READ_LOG", None)
     address = f"http://127.0.0.1:{dash}"
     work = tmp_path / "w"
     db = work / "mlflow.db"

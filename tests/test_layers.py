@@ -3,11 +3,15 @@ a second): no import cycles, lower layers never import higher ones, and scolio_c
 
 Layers, bottom to top (a module may import its own layer and any layer below it):
 
-    scolio_core/__init__.py, errors.py, config.py -> data -> render -> models -> training -> evaluation
-    -> tracking -> cli -> trainables -> sweeps
+    scolio_core/__init__.py, errors.py, config.py, names.py -> data -> render -> models -> training -> evaluation
+    -> tracking -> cli -> scolio_sweep.trainables -> scolio_sweep.search -> scolio_sweep.settings
+    -> scolio_sweep.engine -> scolio_sweep.stages -> scolio_sweep.studies -> scolio_sweep.cli
 
-scripts/, benchmarks/ and tests/ sit above everything and may import anything (they are still checked for
-cycles). Every import statement counts, function-local ones and `if TYPE_CHECKING:` ones included: a deferred
+sweeps/ (the entry scripts users run), scripts/, benchmarks/ and tests/ sit above everything and may import
+any package module (they are still checked for cycles), with two more rules: no module imports an entry script
+(`sweeps/*.py`: study logic lives in `scolio_sweep.studies`), and no library or driver module imports
+argparse code (`argparse` or `scolio_sweep.cli`) outside the `cli` packages: the driver takes typed
+settings, never a parsed command line. Every import statement counts, function-local ones and `if TYPE_CHECKING:` ones included: a deferred
 import is still a dependency, only a later one.
 
 What an import statement depends on:
@@ -33,16 +37,19 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("scolio_core", "trainables", "sweeps")  # importable by dotted name
-SCRIPT_DIRS = ("scripts", "benchmarks", "tests")  # run as scripts; their siblings are on sys.path
+PACKAGES = ("scolio_core", "scolio_sweep")  # importable by dotted name
+SCRIPT_DIRS = ("sweeps", "scripts", "benchmarks", "tests")  # run as scripts; their siblings are on sys.path
+ENTRY_SCRIPTS = "sweeps"  # what users run; nothing imports them
+ARGPARSE_ALLOWED = ("scolio_core.cli", "scolio_sweep.cli")  # the only package modules that may parse a command line
 
 # Layer rank by module-name prefix; the longest matching prefix wins. Unranked modules (scripts, benchmarks,
 # tests) may import anything.
 LAYERS: dict[str, int] = {
-    "scolio_core": 0, "scolio_core.errors": 0, "scolio_core.config": 0,
+    "scolio_core": 0, "scolio_core.errors": 0, "scolio_core.config": 0, "scolio_core.names": 0,
     "scolio_core.data": 1, "scolio_core.render": 2, "scolio_core.models": 3, "scolio_core.training": 4,
     "scolio_core.evaluation": 5, "scolio_core.tracking": 6, "scolio_core.cli": 7,
-    "trainables": 8, "sweeps": 9,
+    "scolio_sweep": 8, "scolio_sweep.trainables": 8, "scolio_sweep.search": 9, "scolio_sweep.settings": 10,
+    "scolio_sweep.engine": 11, "scolio_sweep.stages": 12, "scolio_sweep.studies": 13, "scolio_sweep.cli": 14,
 }
 
 
@@ -154,14 +161,14 @@ def layer(module: str) -> int | None:
 def test_the_parser_sees_the_kinds_of_import_the_tree_uses() -> None:
     # Guards the test itself: were module discovery or resolution broken, every check below would pass vacuously.
     modules = project_modules()
-    assert {"scolio_core", "scolio_core.render.numba_cpu", "sweeps.engine", "trainables.shared_data",
+    assert {"scolio_core", "scolio_core.render.numba_cpu", "scolio_sweep.engine.tuner", "scolio_sweep.trainables.shared_data",
             "tests/_processes"} <= modules.keys()
     edges = {(imp.source, imp.target) for imp in project_edges()}
-    assert ("trainables.baseline", "trainables.shared_data") in edges  # top-level from-import
-    assert ("trainables.distributed", "trainables._tune_report") in edges  # function-local import
+    assert ("scolio_sweep.trainables.baseline", "scolio_sweep.trainables.shared_data") in edges  # top-level from-import
+    assert ("scolio_sweep.trainables.distributed", "scolio_sweep.trainables._tune_report") in edges  # function-local import
     assert ("tests/test_engine_resume", "tests/_processes") in edges  # a test's helper next to it
     assert ("scolio_core.render.skeleton", "scolio_core.render.numba_cpu") in edges  # from pkg import module
-    assert ("tests/_sweep_driver", "sweeps.engine") in edges
+    assert ("tests/_sweep_driver", "scolio_sweep.engine.tuner") in edges
     # Relative imports (none in the tree today), from a package __init__ and from a plain module.
     relative = {("scolio_core.render", "from . import numba_cpu"): ["scolio_core.render.numba_cpu"],
                 ("scolio_core.render", "from .skeleton import render_skeleton_maps"): ["scolio_core.render.skeleton"],
@@ -174,34 +181,88 @@ def test_the_parser_sees_the_kinds_of_import_the_tree_uses() -> None:
     assert any(imp.target == "ray" or imp.target.startswith("ray.") for imp in all_imports())
 
 
-def test_no_import_cycles_among_project_modules() -> None:
-    graph: dict[str, set[str]] = {module: set() for module in project_modules()}
+def import_cycle(edges: list[Import]) -> list[str]:
+    """The steps of one import cycle among `edges` ("a imports b (file:line)"), or [] when there is none."""
+    graph: dict[str, set[str]] = {}
     where: dict[tuple[str, str], str] = {}
-    for imp in project_edges():
-        graph[imp.source].add(imp.target)
+    for imp in edges:
+        graph.setdefault(imp.source, set()).add(imp.target)
         where.setdefault((imp.source, imp.target), imp.where())
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as error:
         # [a, b, ..., a] where each node is a predecessor (here: imported by) the next; reversed, each imports the next
         cycle = error.args[1][::-1]
-        steps = [f"{cycle[i]} imports {cycle[i + 1]} ({where[(cycle[i], cycle[i + 1])]})"
-                 for i in range(len(cycle) - 1)]
-        print("import cycle:\n  " + "\n  ".join(steps))
-        raise AssertionError("import cycle: " + "; ".join(steps)) from None
+        return [f"{cycle[i]} imports {cycle[i + 1]} ({where[(cycle[i], cycle[i + 1])]})" for i in range(len(cycle) - 1)]
+    return []
+
+
+def upward_imports(edges: list[Import]) -> list[str]:
+    return [f"{imp.where()}: {imp.source} (layer {_layer_key(imp.source)}) imports {imp.target} "
+            f"(layer {_layer_key(imp.target)})"
+            for imp in edges
+            if layer(imp.source) is not None and layer(imp.target) is not None
+            and layer(imp.target) > layer(imp.source)]
+
+
+def ray_in_core(imports: list[Import]) -> list[str]:
+    return [f"{imp.where()}: {imp.source} imports {imp.target}" for imp in imports
+            if imp.source.split(".")[0] == "scolio_core" and imp.target.split(".")[0] == "ray"]
+
+
+def script_imports(edges: list[Import]) -> list[str]:
+    """Imports of an entry script (sweeps/*.py) by anything: scripts stay thin, their logic is importable."""
+    return [f"{imp.where()}: {imp.source} imports the entry script {imp.target}" for imp in edges
+            if imp.target.startswith(f"{ENTRY_SCRIPTS}/")]
+
+
+def argparse_outside_cli(imports: list[Import]) -> list[str]:
+    """Package modules outside the cli packages that import argparse or the sweep command line."""
+    return [f"{imp.where()}: {imp.source} imports {imp.target}" for imp in imports
+            if "/" not in imp.source and not imp.source.startswith(ARGPARSE_ALLOWED)
+            and (imp.target == "argparse" or imp.target.startswith("scolio_sweep.cli"))]
+
+
+def _planted(source: str, target: str) -> Import:
+    return Import(source, target, ROOT / "tests" / "test_layers.py", 0)
+
+
+def test_no_import_cycles_among_project_modules() -> None:
+    steps = import_cycle(project_edges())
+    assert not steps, "import cycle: " + "; ".join(steps)
+    planted = [_planted("scolio_core.data.splits", "scolio_core.data.release"),
+               _planted("scolio_core.data.release", "scolio_core.data.splits")]
+    assert import_cycle(project_edges() + planted), "a planted cycle went unnoticed"
 
 
 def test_lower_layers_never_import_higher_ones() -> None:
-    wrong = [f"{imp.where()}: {imp.source} (layer {_layer_key(imp.source)}) imports {imp.target} "
-             f"(layer {_layer_key(imp.target)})"
-             for imp in project_edges()
-             if layer(imp.source) is not None and layer(imp.target) is not None
-             and layer(imp.target) > layer(imp.source)]
-    print("\n".join(wrong))
+    wrong = upward_imports(project_edges())
     assert not wrong, "upward imports:\n" + "\n".join(wrong)
+    planted = {("scolio_core.training.loop", "scolio_core.tracking.lookups"),  # training reads tracking
+               ("scolio_sweep.trainables.baseline", "scolio_sweep.stages.finish"),  # a trial imports the driver
+               ("scolio_sweep.settings.profile", "scolio_sweep.engine.tuner"),  # settings need Ray's engine
+               ("scolio_sweep.stages.prepare", "scolio_sweep.studies.table")}  # a stage imports a study
+    for source, target in planted:
+        assert len(upward_imports([_planted(source, target)])) == 1, (source, target)
 
 
 def test_scolio_core_never_imports_ray() -> None:
-    wrong = [f"{imp.where()}: {imp.source} imports {imp.target}" for imp in all_imports()
-             if imp.source.split(".")[0] == "scolio_core" and imp.target.split(".")[0] == "ray"]
+    wrong = ray_in_core(list(all_imports()))
     assert not wrong, "scolio_core must run without Ray:\n" + "\n".join(wrong)
+    assert ray_in_core([_planted("scolio_core.training.loop", "ray.tune")])
+
+
+def test_entry_scripts_are_never_imported() -> None:
+    assert {"sweeps/representation", "sweeps/table"} <= project_modules().keys()  # the rule sees them
+    wrong = script_imports(project_edges())
+    assert not wrong, "\n".join(wrong)
+    assert script_imports([_planted("sweeps/representation", "sweeps/finetune")])
+    assert script_imports([_planted("benchmarks/search", "sweeps/table")])
+
+
+def test_the_driver_never_imports_argparse_code() -> None:
+    wrong = argparse_outside_cli(list(all_imports()))
+    assert not wrong, "\n".join(wrong)
+    assert argparse_outside_cli([_planted("scolio_sweep.stages.prepare", "scolio_sweep.cli")])
+    assert argparse_outside_cli([_planted("scolio_sweep.studies.table", "argparse")])
+    assert not argparse_outside_cli([_planted("sweeps/table", "scolio_sweep.cli")])  # a script may

@@ -175,7 +175,7 @@ def test_the_mlflow_ledger_is_shared_and_mirrored_on_the_parent_run(trained, tmp
 
 
 def _finish_like_a_driver(args):
-    """One sweep driver's test step: the lockbox call `sweeps.finish.open_test` makes, in its own process."""
+    """One sweep driver's test step: the lockbox call `scolio_sweep.stages.finish.open_test` makes, in its own process."""
     checkpoint, config, split, uri = args
     try:
         result = evaluate_test_once(checkpoint, config, split, MlflowLedger(uri), study="raced-sweep",

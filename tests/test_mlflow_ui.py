@@ -108,8 +108,8 @@ def test_main_reports_errors_with_exit_code_1(tmp_path, capsys):
     assert "missing.db" in err and err.count("\n") == 1
 
 
-def test_filters_come_from_the_schema():
-    # The script asks the REST API with the schema's filters, so it finds the parent `scolio report` reads.
-    assert ui.schema.sweep_filter("repr-sweep") == "tags.`scolio.sweep` = 'repr-sweep'"
+def test_filters_come_from_the_lookups():
+    # The script asks the REST API with the lookups' filters, so it finds the parent `scolio report` reads.
+    assert ui.lookups.sweep_filter("repr-sweep") == "tags.`scolio.sweep` = 'repr-sweep'"
     with pytest.raises(ConfigError, match="quote"):
-        ui.schema.parents_filter("it's")
+        ui.lookups.parents_filter("it's")

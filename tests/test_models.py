@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scolio_core.config import ModelConfig
+from scolio_core.config import MODEL_INPUTS, ModelConfig
 from scolio_core.errors import ConfigError
 from scolio_core.models import MODELS, create_model
 
@@ -77,7 +77,12 @@ def test_equal_length_fast_path_matches_split_path() -> None:
         temporal_max_pool(x, torch.tensor([4, 4, 3]))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_of_the_config_table_has_one_builder() -> None:
+    # config.MODEL_INPUTS is the one table of model names: validation accepts exactly what create_model builds.
+    assert MODELS.keys() == MODEL_INPUTS.keys()
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_INPUTS))
 def test_forward_backward_finite(name: str) -> None:
     torch.manual_seed(1)
     model = create_model(ModelConfig(name=name, width=8, embed_dim=16), 2).train()

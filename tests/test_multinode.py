@@ -1,6 +1,6 @@
 """The cluster path on one machine: a simulated multi-node Ray cluster (`ray.cluster_utils.Cluster`: a head and
 worker "nodes", each its own raylet and object store), the real sweep script attached to it as a subprocess
-(`RAY_ADDRESS`, which `sweeps.engine.connect_ray` honours), and a worker node lost while its trial runs.
+(`RAY_ADDRESS`, which `scolio_sweep.engine.tuner.connect_ray` honours), and a worker node lost while its trial runs.
 
 1. Trials spread over the worker nodes (the head declares 0 CPUs, as `cluster.yaml`'s head declares 0 GPUs: no
    trial runs there), the data set is read by the sweep driver alone (once for the pre-compute check, once into
@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _processes import free_ports, stop_marked
-from conftest import access_log_reads, tune_result_rows
+from conftest import access_log_reads, read_log_env, tune_result_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_SCRIPT = ROOT / "sweeps" / "representation.py"
@@ -79,8 +79,8 @@ class SimCluster:
     def env(self) -> Iterator[None]:
         """What every node process (and so every trial worker) inherits. RAY_TMPDIR keeps the address file
         Cluster writes (and deletes at shutdown) out of the machine-wide /tmp/ray."""
-        values = {MARKER: self.marker, "SCOLIO_ACCESS_LOG": str(self.access_log), "OMP_NUM_THREADS": "1",
-                  "RAY_TMPDIR": self.temp_dir, "PYTHONPATH": str(ROOT)}
+        values = {MARKER: self.marker, **read_log_env(self.access_log), "OMP_NUM_THREADS": "1",
+                  "RAY_TMPDIR": self.temp_dir}
         saved = {key: os.environ.get(key) for key in values}
         os.environ.update(values)
         try:
@@ -203,8 +203,7 @@ class Sweep:
         env = {k: v for k, v in os.environ.items()
                if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "SCOLIO_SHARED_STORAGE")}
         env.update({"RAY_ADDRESS": self.cluster.address, MARKER: self.cluster.marker, "OMP_NUM_THREADS": "1",
-                    "SCOLIO_ACCESS_LOG": str(self.cluster.access_log), "RAY_TMPDIR": self.cluster.temp_dir,
-                    "SCOLIO_LEDGER": str(self.dir / "ledger.jsonl"), "PYTHONPATH": str(ROOT)})
+                    **read_log_env(self.cluster.access_log), "RAY_TMPDIR": self.cluster.temp_dir})
         if shared:
             env["SCOLIO_SHARED_STORAGE"] = "1"
         self.storage = storage

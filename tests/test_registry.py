@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
+from scolio_core import names
 from scolio_core.errors import DataError
-from scolio_core.tracking import schema
 
 
 @pytest.fixture
@@ -18,11 +18,11 @@ def store(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment = client.create_experiment(schema.DEFAULT_EXPERIMENT,
+    experiment = client.create_experiment(names.DEFAULT_EXPERIMENT,
                                           artifact_location=(tmp_path / "mlartifacts").as_uri())
     parent = client.create_run(experiment, run_name="unit", tags={
-        schema.TAG_SWEEP: "unit", schema.TAG_ROLE: schema.ROLE_PARENT, schema.TAG_PROFILE: "smoke",
-        schema.TAG_TRAINVAL_FINGERPRINT: "f" * 64})
+        names.TAG_SWEEP: "unit", names.TAG_ROLE: names.ROLE_PARENT, names.TAG_PROFILE: "smoke",
+        names.TAG_TRAINVAL_FINGERPRINT: "f" * 64})
     client.set_terminated(parent.info.run_id, status="FINISHED")
     return uri, parent.info.run_id
 
@@ -52,20 +52,20 @@ def test_register_alias_versions_per_look_and_prediction(synth_root, store, tmp_
 
     uri, parent = store
     first = _checkpoint(synth_root, tmp_path / "first", seed=0)
-    look = dict(parent_run_id=parent, study="unit", experiment=schema.DEFAULT_EXPERIMENT,
+    look = dict(parent_run_id=parent, study="unit", experiment=names.DEFAULT_EXPERIMENT,
                 test_metrics={"test/macro_f1": 0.5, "test/accuracy": 0.625}, test_set_key="k" * 64)
     registered = register_study_model(uri, checkpoint_dir=first, look=1, reopened=False, **look)
     assert (registered.name, registered.version, registered.new) == ("scoliotune-unit", "1", True)
     assert registered.uri == "models:/scoliotune-unit@champion"
     client = MlflowClient(uri)
-    assert client.get_run(parent).data.tags[schema.TAG_MODEL_URI] == registered.uri
+    assert client.get_run(parent).data.tags[names.TAG_MODEL_URI] == registered.uri
     assert client.get_run(parent).info.status == "FINISHED"  # logging on it did not leave it RUNNING
     version = client.get_model_version_by_alias("scoliotune-unit", "champion")
     assert str(version.version) == "1" and version.run_id == parent
-    assert version.tags[schema.TAG_TEST_MACRO_F1] == "0.500000"
+    assert version.tags[names.TAG_TEST_MACRO_F1] == "0.500000"
     # A sweep record without trials or a look is not clean, and the version says so.
-    assert version.tags[schema.TAG_AUDIT_CLEAN] == "false" and "PROBLEM" in version.tags[schema.TAG_AUDIT_VERDICT]
-    assert version.tags[schema.TAG_TRAINVAL_FINGERPRINT] == "f" * 64
+    assert version.tags[names.TAG_AUDIT_CLEAN] == "false" and "PROBLEM" in version.tags[names.TAG_AUDIT_VERDICT]
+    assert version.tags[names.TAG_TRAINVAL_FINGERPRINT] == "f" * 64
 
     # Re-registering the same look is a no-op; a second look (another checkpoint) is version 2 and the alias moves.
     assert register_study_model(uri, checkpoint_dir=first, look=1, reopened=False, **look).new is False
@@ -73,7 +73,7 @@ def test_register_alias_versions_per_look_and_prediction(synth_root, store, tmp_
     again = register_study_model(uri, checkpoint_dir=second, look=2, reopened=True, **look)
     assert again.version == "2"
     moved = client.get_model_version_by_alias("scoliotune-unit", "champion")
-    assert str(moved.version) == "2" and moved.tags[schema.TAG_TEST_REOPENED] == "true"
+    assert str(moved.version) == "2" and moved.tags[names.TAG_TEST_REOPENED] == "true"
 
     # The loaded model predicts what the checkpoint predicts through scolio predict's code path.
     mlflow.set_tracking_uri(uri)
@@ -110,7 +110,7 @@ def test_model_input_is_checked_against_the_contract_in_one_line(modality, array
 
 def test_input_forms_and_names():
     from scolio_core.tracking.pyfunc_model import _sequences
-    from sweeps.tracking import trial_label
+    from scolio_sweep.engine.callbacks import trial_label
 
     one = np.zeros((4, 17, 3), np.float32)
     assert _sequences(one)[0] == ["0"] and _sequences([one, one])[0] == ["0", "1"]
@@ -124,5 +124,5 @@ def test_input_forms_and_names():
     assert trial_label(config, searched) == "body-only σ3.1 jw1 weighted lr0.18 warmup=12"
     assert trial_label({"input": {"representation": "silhouette"}, "train": {"lr": 0.05}}, searched) == \
         "silhouette lr0.05"
-    assert schema.registered_model_name("scoliotune", "a/b:c") == "scoliotune-a-b-c"
-    assert schema.dataset_digest("0123456789" * 7) == ("0123456789" * 4)[:36]
+    assert names.registered_model_name("scoliotune", "a/b:c") == "scoliotune-a-b-c"
+    assert names.dataset_digest("0123456789" * 7) == ("0123456789" * 4)[:36]

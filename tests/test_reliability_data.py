@@ -129,7 +129,7 @@ def _run(case: Case, base: Path) -> None:
             "--tracking-uri", f"sqlite:///{db}", "--storage-path", str(workdir / "ray_results"),
             "--results-dir", str(workdir / "results"), "--cache-dir", str(workdir / "cache"), *case.args]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env.update({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SCOLIO_LEDGER": str(workdir / "ledger.jsonl")})
+    env.update({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     done = subprocess.run([sys.executable, str(ROOT / "sweeps" / f"{case.script}.py"), *args], cwd=workdir,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     case.result = {"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr, "workdir": workdir}
@@ -232,7 +232,8 @@ def test_sweep_refuses_bad_configuration_before_any_compute(name, synth_root, tm
         monkeypatch.setenv(key, "")  # records the original value, so whatever a script sets is undone
         monkeypatch.delenv(key)
     script, extra, expect = _config_case(name, synth_root, tmp_path)
-    main = importlib.import_module(f"sweeps.{script}").main
+    monkeypatch.syspath_prepend(str(ROOT / "sweeps"))  # the entry scripts are scripts, not a package
+    main = importlib.import_module(script).main
     was_up = ray.is_initialized()
     code = main(["--name", f"bad-{name}", "--profile", "smoke", "--num-samples", "2",
                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",

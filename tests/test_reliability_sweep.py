@@ -2,7 +2,7 @@
 
 One sweep is run six times with the same command, each run but the last ended by a fault:
 1. a trial's Ray worker is SIGKILLed right after its first report: the trial is retried from that report's
-   checkpoint (sweeps/engine.py allows two retries) and its MLflow child run continues, marked restarted;
+   checkpoint (scolio_sweep/engine/tuner.py allows two retries) and its MLflow child run continues, marked restarted;
 2. then the driver is SIGKILLed during the search, once Tune's saved state holds a finished trial and an
    interrupted one: after the resume the finished trial has executed no step again, and the interrupted one's
    first step is its saved checkpoint's step + 1 (the profile evaluates every step, so each trial's
@@ -104,8 +104,7 @@ class Sweep:
         log = self.dir / f"driver{len(self.logs)}.log"
         self.logs.append(log)
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-        env.update({MARKER: marker, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                    "SCOLIO_LEDGER": str(self.dir / "ledger.jsonl")})
+        env.update({MARKER: marker, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
         with open(log, "wb") as handle:
             return subprocess.Popen([sys.executable, str(DRIVER), "--ray-temp-dir", temp_dir, "--",
                                      *self.args, *extra], env=env, cwd=self.dir, stdout=handle,

@@ -49,8 +49,8 @@ def _test_metrics(y_true, y_pred) -> dict:
     )
 
     metrics = flatten_metrics(classification_metrics(y_true, y_pred), "test")
-    for name, (low, high) in bootstrap_ci(y_true, y_pred, n_resamples=200, seed=0).items():
-        metrics[f"test/{name}_ci_low"], metrics[f"test/{name}_ci_high"] = low, high
+    # test/<name>/ci_low, test/<name>/ci_high: the lockbox's spelling, the one the report reads
+    metrics.update(flatten_metrics(bootstrap_ci(y_true, y_pred, n_resamples=200, seed=0), "test"))
     return metrics
 
 
@@ -188,7 +188,7 @@ def test_one_test_row_for_the_winner_only(store, tmp_path):
     parent = MlflowClient(uri).get_run(sweeps["clean"]["parent"]).data.metrics
     assert (row["split"], row["trial_id"]) == ("one-shot test", BEST)
     assert row["macro_f1"] == pytest.approx(parent["test/macro_f1"])
-    assert row["macro_f1_ci_low"] == pytest.approx(parent["test/macro_f1_ci_low"])
+    assert row["macro_f1_ci_low"] == pytest.approx(parent["test/macro_f1/ci_low"])
     assert row["macro_f1_ci_low"] <= row["macro_f1"] <= row["macro_f1_ci_high"]
     reopened = pd.read_csv(build_report(uri, "reopened", tmp_path / "reopened").leaderboard_csv)
     assert list(reopened.loc[reopened["split"] != "val", "split"]) == ["REOPENED test"]
@@ -255,18 +255,18 @@ def test_skeleton_preview_renders_each_setting(tmp_path):
 def test_report_adds_previews_when_data_is_found(store, tmp_path, monkeypatch):
     import torch
 
-    from scolio_core.data.release import ACCESS_LOG_ENV
+    from scolio_core.data.release import read_hook
     from scolio_core.tracking.report import build_report
 
     torch.set_num_threads(1)
     uri, _ = store
     _write_pose(tmp_path / "data", "00007", _walker())  # a test id of _split(): must never be read
     _write_pose(tmp_path / "data", "00003", _walker())
-    log = tmp_path / "access.log"
-    monkeypatch.setenv(ACCESS_LOG_ENV, str(log))
-    paths = build_report(uri, "clean", tmp_path / "with", data_root=tmp_path / "data")
+    reads: list[str] = []
+    with read_hook(lambda seq_id, path: reads.append(seq_id)):
+        paths = build_report(uri, "clean", tmp_path / "with", data_root=tmp_path / "data")
     assert paths.plots["skeleton_previews"].stat().st_size > 5000
-    assert [line.split("\t")[1] for line in log.read_text().splitlines()] == ["00003"]
+    assert reads == ["00003"]
     missing = build_report(uri, "clean", tmp_path / "without", data_root=tmp_path / "nowhere")
     assert "skeleton_previews" not in missing.plots
     assert any("skeleton_previews.png skipped" in note for note in missing.notes)
@@ -296,7 +296,7 @@ def test_markdown_table_blanks_missing_values():
 def test_searched_params_from_parent_or_from_what_varies():
     from types import SimpleNamespace
 
-    from scolio_core.tracking.report import _searched_params
+    from scolio_core.tracking.record import _searched_params
 
     def trial(**params):
         return SimpleNamespace(params={"model.width": 16, **params})

@@ -6,8 +6,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from sweeps.profiles import load_profile
-from sweeps.run import build_search
+from scolio_sweep.settings.profile import load_profile
+from scolio_sweep.stages.run import build_search
 
 
 def test_early_stopped_trials_reach_optuna_as_pruned_with_their_intermediate_values():
@@ -38,7 +38,7 @@ def test_early_stopped_trials_reach_optuna_as_pruned_with_their_intermediate_val
 def test_batched_halving_compares_only_with_earlier_batches_so_arrival_order_cannot_matter():
     from ray.tune.schedulers import TrialScheduler
 
-    from sweeps.searchers import BatchedSuccessiveHalving
+    from scolio_sweep.search.schedulers import BatchedSuccessiveHalving
 
     def run(order: list[tuple[str, int, float]]) -> dict[str, str]:
         scheduler = BatchedSuccessiveHalving(metric="val/macro_f1", mode="max", max_t=6, grace_period=2,
@@ -80,8 +80,8 @@ def test_batched_halving_compares_only_with_earlier_batches_so_arrival_order_can
 def test_a_profile_can_opt_out_of_reproducible_scheduling_for_rays_asha():
     from ray.tune.schedulers import ASHAScheduler
 
-    from sweeps.profiles import apply_overrides
-    from sweeps.searchers import BatchedSuccessiveHalving
+    from scolio_sweep.search.schedulers import BatchedSuccessiveHalving
+    from scolio_sweep.settings.profile import apply_overrides
 
     profile = load_profile("smoke")
     assert profile.budget.reproducible and isinstance(build_search(profile)[1], BatchedSuccessiveHalving)

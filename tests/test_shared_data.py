@@ -1,4 +1,4 @@
-"""Train/val data loaded once by the sweep driver and shared through Ray's object store (trainables/shared_data.py).
+"""Train/val data loaded once by the sweep driver and shared through Ray's object store (scolio_sweep/trainables/shared_data.py).
 
 The Ray test proves three things in one small Tune run: trials that get the driver's refs read no data file
 at all (the access log shows none from their processes) and see read-only arrays; the driver read only
@@ -15,14 +15,9 @@ import pytest
 from conftest import access_log_reads, tiny_config
 
 from scolio_core.data.resolve import resolve_split
-from sweeps.profiles import load_profile, parse_distribution
-from trainables.shared_data import (
-    SharedData,
-    freeze,
-    loading_configs,
-    loading_key,
-    trial_data,
-)
+from scolio_sweep.search.space import parse_distribution
+from scolio_sweep.settings.profile import load_profile
+from scolio_sweep.trainables.shared_data import SharedData, freeze, loading_configs, loading_key, trial_data
 
 
 def _modalities(configs) -> list[tuple[str, int, str]]:
@@ -66,7 +61,7 @@ def test_loading_key_changes_only_with_what_is_loaded(synth_root):
 def test_a_key_the_driver_did_not_load_is_loaded_by_the_trial_and_logged(synth_root, caplog):
     config = tiny_config(synth_root)
     split = resolve_split(config).trainval()
-    with caplog.at_level(logging.WARNING, logger="trainables.shared_data"):
+    with caplog.at_level(logging.WARNING, logger="scolio_sweep.trainables.shared_data"):
         data = trial_data(config, split, SharedData())
     assert data.train.ids == list(split.train) and data.val.ids == list(split.val)
     assert "was not pre-loaded" in caplog.text and loading_key(config, split) in caplog.text
@@ -103,8 +98,8 @@ def test_trials_map_the_drivers_copy_read_no_files_and_score_as_unshared(synth_r
     import ray
     from ray import tune
 
-    from trainables.baseline import train_baseline
-    from trainables.shared_data import share_trainval
+    from scolio_sweep.trainables.baseline import train_baseline
+    from scolio_sweep.trainables.shared_data import share_trainval
 
     log = ray_with_access_log
     config = tiny_config(synth_root)

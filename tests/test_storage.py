@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 
 from scolio_core.errors import ConfigError
-from sweeps.ray_private import local_temp_dir_kwargs
-from sweeps.storage import (
-    SHARED_ENV_VAR,
-    check_storage_path,
-    count_alive_nodes,
-    mount_fstype,
-    read_mounts,
-)
+from scolio_sweep.engine.ray_private import local_temp_dir_kwargs
+from scolio_sweep.engine.storage import SHARED_ENV_VAR, check_storage_path, count_alive_nodes, mount_fstype, read_mounts
 
 MOUNTS = """\
 overlay / overlay rw,relatime 0 0

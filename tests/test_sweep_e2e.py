@@ -15,13 +15,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import access_log_reads
+from conftest import access_log_reads, read_log_env
 from mlflow.tracking import MlflowClient
 
-from scolio_core.tracking import schema
+from scolio_core import names
+from scolio_core.tracking import lookups
 from scolio_core.tracking.ledger import MlflowLedger
-from sweeps.finish import choose_final
-from sweeps.profiles import load_profile
+from scolio_sweep.settings.profile import load_profile
+from scolio_sweep.stages.finish import choose_final
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -41,9 +42,9 @@ def run_sweep(script: str, workdir: Path, *args: str) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """The smoke sweep (search, then its top 2 confirmed with 2 new seeds, then the one test look), with every
-    pkl read of every process it starts logged (SCOLIO_ACCESS_LOG) and its driver's pid kept."""
+    pkl read of every process it starts logged (conftest.read_log_env) and its driver's pid kept."""
     workdir = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "SCOLIO_ACCESS_LOG": str(workdir / "reads.tsv")}
+    env = {**os.environ, **read_log_env(workdir / "reads.tsv")}
     command = sweep_command("representation.py", workdir, "--profile", "smoke", "--name", "e2e")
     process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
@@ -103,7 +104,7 @@ def test_one_shot_test_recorded_once_on_the_model_the_confirmation_selected(swee
         return max(m.value for m in client.get_metric_history(run_id, "val/macro_f1"))
 
     # The confirmation's candidates are the search's top 2 configurations by val ...
-    confirmation = json.loads(parent[f"tags.{schema.TAG_CONFIRMATION}"])
+    confirmation = json.loads(parent[f"tags.{names.TAG_CONFIRMATION}"])
     assert confirmation["seeds"] == [1, 2] and len(confirmation["candidates"]) == 2
     search = {row["tags.ray.trial_id"]: best_val(row["run_id"]) for _, row in children.iterrows()}
     candidates = [row["search_trial"] for row in confirmation["candidates"]]
@@ -130,9 +131,9 @@ def test_one_shot_test_recorded_once_on_the_model_the_confirmation_selected(swee
                       & (confirms["params.train.seed"].astype(int) == 1)].iloc[0]
     assert parent["tags.scolio.selected_run_id"] == tested["run_id"]
     assert parent["tags.scolio.confirm.rule"].startswith("the selected configuration's model from its first")
-    assert parent[f"metrics.{schema.confirmed_metric('val/macro_f1')}"] == pytest.approx(means[chosen])
+    assert parent[f"metrics.{names.confirmed_metric('val/macro_f1')}"] == pytest.approx(means[chosen])
     winner_search = confirmation["candidates"][0]
-    assert parent[f"metrics.{schema.confirmed_metric('val/macro_f1', 'optimism')}"] == pytest.approx(
+    assert parent[f"metrics.{names.confirmed_metric('val/macro_f1', 'optimism')}"] == pytest.approx(
         winner_search["search_val"] - means[winner_search["search_trial"]])
     assert 0.0 <= parent["metrics.test/macro_f1"] <= 1.0
     assert not any(c.startswith("metrics.test/") and pd.notna(v) for c, v in children.iloc[0].items())
@@ -141,8 +142,8 @@ def test_one_shot_test_recorded_once_on_the_model_the_confirmation_selected(swee
     summary = (workdir / "results" / "e2e" / "summary.md").read_text()
     assert "## Confirmation before selection" in summary and "Search-time optimism" in summary
     # Each ceiling is printed beside the number measured on the same ids, and both are on the parent.
-    val_oracle, test_oracle = (parent[f"tags.{tag}"] for tag in (schema.TAG_ORACLE_VAL_MACRO_F1,
-                                                                  schema.TAG_ORACLE_MACRO_F1))
+    val_oracle, test_oracle = (parent[f"tags.{tag}"] for tag in (names.TAG_ORACLE_VAL_MACRO_F1,
+                                                                  names.TAG_ORACLE_MACRO_F1))
     assert f"severity oracle on these val ids: {val_oracle}" in done.stdout
     assert f"severity oracle on these test ids: {test_oracle}" in done.stdout
     assert re.search(r"on \d+ test sequences \(\d+ negative / \d+ neutral / \d+ positive\)", done.stdout)
@@ -322,8 +323,8 @@ def parent_tags(workdir: Path, sweep: str) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(schema.DEFAULT_EXPERIMENT)
-    return schema.find_parent_run(client, experiment.experiment_id, sweep).data.tags
+    experiment = client.get_experiment_by_name(names.DEFAULT_EXPERIMENT)
+    return lookups.find_parent_run(client, experiment.experiment_id, sweep).data.tags
 
 
 def looks(workdir: Path, key: str) -> list[dict]:
@@ -337,7 +338,7 @@ def store_of(sweep) -> tuple[Path, Path]:
 
 def test_eval_after_a_sweep_is_refused_reopen_is_recorded_and_the_audit_fails(sweep):
     workdir, data_root = store_of(sweep)
-    key = parent_tags(workdir, "e2e")[schema.TAG_TEST_SET]
+    key = parent_tags(workdir, "e2e")[names.TAG_TEST_SET]
     assert [look["study"] for look in looks(workdir, key)] == ["e2e"]
     evaluate = ["eval", "--checkpoint", str(workdir / "ray_results" / "e2e" / "winner_checkpoint"),
                 "--data-root", str(data_root), "--partition", str(data_root / "Scoliosis1K_112.json"),
@@ -375,7 +376,7 @@ def test_a_val_carve_of_the_test_ids_is_a_test_look(sweep, tmp_path):
     assert "a test look" in json.loads(done.stdout)["label"]
     new = [e for e in _look_experiments(workdir) if e.name not in ledger_before]
     assert len(new) == 1  # recorded before it ran, in the store's ledger, override or not
-    opened = json.loads(new[0].tags[schema.TAG_LOOK_OPENED])
+    opened = json.loads(new[0].tags[names.TAG_LOOK_OPENED])
     assert opened["entry_point"] == "scolio eval" and opened["split_name"] == "val"
     assert set(json.loads(done.stdout)["metrics"]) and opened["contract_overrides"]
 
@@ -386,7 +387,7 @@ def _look_experiments(workdir: Path):
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     return [e for e in client.search_experiments(view_type=ViewType.ALL)
-            if e.name.startswith(schema.LOCKBOX_EXPERIMENT_PREFIX)]
+            if e.name.startswith(names.LOCKBOX_EXPERIMENT_PREFIX)]
 
 
 def test_a_two_stage_study_on_the_same_store_looks_once_after_the_finetune_and_lists_earlier_looks(sweep):
@@ -405,21 +406,21 @@ def test_a_two_stage_study_on_the_same_store_looks_once_after_the_finetune_and_l
     assert (first["status"] != "FINISHED").any()  # some trials were stopped early, identically in both
 
     def confirmed(sweep_name: str) -> tuple:
-        record = json.loads(parent_tags(workdir, sweep_name)[schema.TAG_CONFIRMATION])
+        record = json.loads(parent_tags(workdir, sweep_name)[names.TAG_CONFIRMATION])
         chosen = next(row["label"] for row in record["candidates"] if row["search_trial"] == record["chosen"])
         return chosen, [(row["label"], row["search_val"], row["seed_vals"]) for row in record["candidates"]]
 
     assert confirmed("st") == confirmed("e2e")  # the same candidates, confirmed vals and selected configuration
     baseline, finetune = parent_tags(workdir, "st"), parent_tags(workdir, "st-finetune")
-    assert baseline[schema.TAG_TEST_DEFERRED] == "true" and finetune[schema.TAG_STUDY] == "st"
-    final_parent = baseline[schema.TAG_STUDY_FINAL_PARENT]
-    assert final_parent == finetune[schema.TAG_STUDY_FINAL_PARENT]
-    stage = choose_final(float(baseline[schema.TAG_SELECTED_VAL_MACRO_F1]),
-                         float(finetune[schema.TAG_SELECTED_VAL_MACRO_F1]))
+    assert baseline[names.TAG_TEST_DEFERRED] == "true" and finetune[names.TAG_STUDY] == "st"
+    final_parent = baseline[names.TAG_STUDY_FINAL_PARENT]
+    assert final_parent == finetune[names.TAG_STUDY_FINAL_PARENT]
+    stage = choose_final(float(baseline[names.TAG_SELECTED_VAL_MACRO_F1]),
+                         float(finetune[names.TAG_SELECTED_VAL_MACRO_F1]))
     tested = finetune if stage == "finetune" else baseline
-    assert tested[schema.TAG_LOCKBOX_EVALUATIONS] == "1" and f"the study's model: the {stage}" in done.stdout
-    key = tested[schema.TAG_TEST_SET]
-    assert key == parent_tags(workdir, "e2e")[schema.TAG_TEST_SET]
+    assert tested[names.TAG_LOCKBOX_EVALUATIONS] == "1" and f"the study's model: the {stage}" in done.stdout
+    key = tested[names.TAG_TEST_SET]
+    assert key == parent_tags(workdir, "e2e")[names.TAG_TEST_SET]
     all_looks = looks(workdir, key)
     (mine,) = [look for look in all_looks if look["study"] == "st"]  # exactly one look for the whole study
     assert mine["entry_point"] == "sweeps/finetune.py" and mine["state"] == "completed"  # after the finetune
@@ -441,14 +442,14 @@ def test_trial_runs_carry_system_metrics_at_the_steps_of_their_reports(sweep):
     "System metrics" tab), sampled in the trial and logged by the driver's callback at the trial's report steps."""
     workdir, _ = sweep
     children, parent = runs_of(workdir, "e2e")
-    assert parent[f"tags.{schema.TAG_MONITORING_PREFIX}system_metrics"] == "true"  # the switch, on the parent
-    assert float(parent[f"tags.{schema.TAG_MONITORING_PREFIX}sampling_interval_s"]) == 2.0
+    assert parent[f"tags.{names.TAG_MONITORING_PREFIX}system_metrics"] == "true"  # the switch, on the parent
+    assert float(parent[f"tags.{names.TAG_MONITORING_PREFIX}sampling_interval_s"]) == 2.0
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     assert len(children) >= 4
     for _, child in children.iterrows():
         run_id = child["run_id"]
-        report_steps = {m.step for m in client.get_metric_history(run_id, schema.METRIC_VAL_MACRO_F1)}
-        cpu = client.get_metric_history(run_id, schema.METRIC_SYSTEM_CPU)
+        report_steps = {m.step for m in client.get_metric_history(run_id, names.METRIC_VAL_MACRO_F1)}
+        cpu = client.get_metric_history(run_id, names.METRIC_SYSTEM_CPU)
         assert report_steps and cpu, run_id  # every trial reported, and its reports carried system metrics
         # At most one reading per report: a report that comes before the sampler is up carries none.
         assert {m.step for m in cpu} <= report_steps and len(cpu) == len({m.step for m in cpu})
@@ -460,7 +461,7 @@ def test_trial_runs_carry_system_metrics_at_the_steps_of_their_reports(sweep):
 def test_a_partition_table_can_retrain_what_the_sweep_selected(sweep):
     """sweeps/table.py --from-sweep e2e: the recipe is the selected trial's configuration (from its checkpoint's
     contract), with no search, no seed, no partition; the sweep's profile gives the rest."""
-    from sweeps.table import recipe_from_study
+    from scolio_sweep.studies.table import recipe_from_study
 
     workdir, _ = sweep
     _, parent = runs_of(workdir, "e2e")

@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from scolio_core.errors import ConfigError
-from sweeps.drf import paired_difference
-from sweeps.profiles import define_search_space, load_profile
+from scolio_sweep.settings.profile import define_search_space, load_profile
+from scolio_sweep.studies.drf import paired_difference
 
 PROFILES = ["smoke", "demo", "paper", "finetune_smoke", "finetune_demo", "drf_smoke", "drf_demo"]
 
@@ -118,7 +118,8 @@ def test_early_stopping_rungs_before_the_last_lr_decay_are_refused(tmp_path):
     off = tmp_path / "off.yaml"  # a grace period of the whole budget: no early stopping at all
     off.write_text(BASE.replace("fixed: {}\n", fixed) + "asha: {grace_period: 10, reduction_factor: 3}\n")
     assert load_profile(str(off))
-    from sweeps.profiles import check_rungs_after_decay, rung_milestones
+    from scolio_sweep.search.rungs import rung_milestones
+    from scolio_sweep.settings.profile import check_rungs_after_decay
 
     assert rung_milestones(10, 9, 3) == [9] and rung_milestones(10, 10, 3) == []
     # The sweeps check a profile without an asha section too (its default would stop at evaluation 1).
@@ -147,7 +148,9 @@ def test_a_profile_typo_exits_2_with_one_line_before_ray_starts(tmp_path):
     shipped = (Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml").read_text()
     bad = tmp_path / "typo.yaml"
     bad.write_text(shipped.replace("asha: {grace_period: 3,", "asha: {grace_perod: 3,"))
-    probe = ("import sys; from sweeps import representation; rc = representation.main(sys.argv[1:]); "
+    scripts = Path(__file__).resolve().parents[1] / "sweeps"
+    probe = (f"import sys; sys.path.insert(0, {str(scripts)!r}); import representation; "
+             "rc = representation.main(sys.argv[1:]); "
              "print('ray imported' if 'ray' in sys.modules else 'ray not imported'); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", probe, "--profile", str(bad), "--tracking-uri",
                            f"sqlite:///{tmp_path / 'mlflow.db'}", "--storage-path", str(tmp_path / "ray")],

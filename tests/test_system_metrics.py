@@ -1,4 +1,4 @@
-"""The trial's system-metrics sampler (trainables/system_metrics.py) on this machine's real CPU, memory and disk:
+"""The trial's system-metrics sampler (scolio_sweep/trainables/system_metrics.py) on this machine's real CPU, memory and disk:
 MLflow's names, plausible values, a fresh mean after every take, nothing at all when switched off."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from scolio_core.tracking.schema import METRIC_SYSTEM_CPU, SYSTEM_METRIC_PREFIX
-from trainables.system_metrics import SystemMetricsSampler
+from scolio_core.names import METRIC_SYSTEM_CPU, SYSTEM_METRIC_PREFIX
+from scolio_sweep.trainables.system_metrics import SystemMetricsSampler
 
 
 def burn_cpu(seconds: float) -> None:

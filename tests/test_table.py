@@ -22,7 +22,7 @@ from sklearn.metrics import confusion_matrix
 from scolio_core.data.synth import synthesize, write_partition
 from scolio_core.errors import ConfigError, DataError
 from scolio_core.training.metrics import classification_metrics, metrics_from_confusion
-from sweeps.table import (
+from scolio_sweep.studies.table import (
     PartitionResult,
     build_table,
     mean_ci,
@@ -107,7 +107,7 @@ def test_mean_ci_is_a_t_interval_over_seeds():
 
 
 def test_the_table_shows_counts_and_mean_with_interval(tmp_path):
-    from sweeps.profiles import load_profile
+    from scolio_sweep.settings.profile import load_profile
 
     def result(token, scores):
         rows = [{"seed": s, "val/macro_f1": 0.5, **{k: v for k in ("accuracy", "macro_precision", "macro_recall",
@@ -135,7 +135,7 @@ def test_a_recipe_profile_that_searches_is_refused():
 
 
 def test_a_bad_table_command_exits_2_with_one_line_before_ray_starts(tmp_path):
-    probe = ("import sys; sys.argv[0] = 'table'; from sweeps.table import main; code = main(sys.argv[1:]); "
+    probe = (f"import sys; sys.argv[0] = 'table'; sys.path.insert(0, {str(ROOT / 'sweeps')!r}); from table import main; code = main(sys.argv[1:]); "
              "assert 'ray' not in sys.modules, 'ray was imported'; sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", probe, "--recipe", "smoke", "--seeds", "2"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -27,13 +27,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from scolio_core.errors import ConfigError
-from sweeps.engine import connect_ray, run_or_restore
-from sweeps.tracking import (
-    MLflowLifecycle,
-    flatten_params,
-    result_metrics,
-    summarize_sweep,
-)
+from scolio_sweep.engine.callbacks import MLflowLifecycle, flatten_params, result_metrics
+from scolio_sweep.engine.tuner import connect_ray, run_or_restore
 
 # Workers cannot import tests/_toy_sweep.py by name: ship the trainable's code with the pickle.
 ray.cloudpickle.register_pickle_by_value(_toy_sweep)
@@ -252,3 +247,19 @@ def test_concurrent_trials_log_every_step_to_sqlite_and_to_a_server(tmp_path, lo
         last_start = max(run.info.start_time for run in runs)
         assert sum(run.info.end_time > last_start for run in runs) >= 2, store
     assert "database is locked" not in server_log.read_text()
+
+
+def summarize_sweep(tracking_uri: str, experiment: str, sweep_name: str) -> "pandas.DataFrame":  # noqa: F821
+    """Test helper: the child runs of a sweep as a DataFrame (`run_id`, `status`, `params.*`, `metrics.*`, `tags.*`)."""
+    import mlflow
+
+    from scolio_core.tracking import lookups
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.search_runs(
+            experiment_names=[experiment],
+            filter_string=lookups.trials_filter(sweep_name), output_format="pandas")
+    finally:
+        mlflow.set_tracking_uri(previous)

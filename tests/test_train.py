@@ -9,6 +9,7 @@ import torch
 from conftest import tiny_config
 
 from scolio_core.data.resolve import resolve_split
+from scolio_core.errors import ConfigError
 from scolio_core.training.batches import load_trainval
 from scolio_core.training.checkpoint import read_checkpoint
 from scolio_core.training.loop import lr_factor, run_training
@@ -58,6 +59,21 @@ def test_checkpoint_contract_records_the_run(synth_root, tmp_path):
     assert contract["pav_stats"] is not None
     # only the best and the latest checkpoints stay on disk
     assert len(list((tmp_path / "checkpoints").glob("iter_*"))) <= 2
+
+
+def test_the_best_checkpoint_is_chosen_on_the_metric_passed_in(synth_root, tmp_path):
+    torch.set_num_threads(1)
+    config = tiny_config(synth_root)
+    split = resolve_split(config).trainval()
+    data = load_trainval(config, split)
+    with pytest.raises(ConfigError, match="train/loss"):  # refused before any work
+        run_training(config, data, tmp_path / "bad", lambda m, c: None, select_metric="train/loss")
+    assert not (tmp_path / "bad").exists()
+    reports = []
+    result = run_training(config, data, tmp_path / "acc", lambda m, c: reports.append((m, c)),
+                          select_metric="val/accuracy")
+    best = max(range(len(reports)), key=lambda i: (reports[i][0]["val/accuracy"], -i))  # the first of ties
+    assert result.best_metrics == reports[best][0] and result.best_checkpoint == reports[best][1]
 
 
 def test_schedules():

@@ -14,8 +14,8 @@ from scolio_core.errors import ContractError
 from scolio_core.training.batches import load_trainval
 from scolio_core.training.checkpoint import read_checkpoint
 from scolio_core.training.loop import run_training
-from trainables.baseline import train_baseline
-from trainables.finetune import load_warm_start, train_finetune
+from scolio_sweep.trainables.baseline import train_baseline
+from scolio_sweep.trainables.finetune import load_warm_start, train_finetune
 
 pytestmark = pytest.mark.slow
 

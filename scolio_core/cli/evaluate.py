@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reopen", action="store_true",
                         help="test only: evaluate again although the lockbox was opened (labelled REOPENED)")
     parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store whose test-set ledger records the look (default $MLFLOW_TRACKING_URI "
-                             "or sqlite:///mlflow.db here: the store your sweeps use)")
-    parser.add_argument("--ledger", help="record looks in this JSON-lines file instead of MLflow (work without "
-                                         "MLflow; also $SCOLIO_LEDGER)")
+                        help="MLflow store whose test-set ledger records the look (default $MLFLOW_TRACKING_URI, "
+                             "else mlflow.db in the checkout root: the store your sweeps use)")
+    parser.add_argument("--ledger", metavar="FILE",
+                        help="record looks in this JSON-lines file instead of MLflow (work without MLflow)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto uses CUDA when present (default auto)")
 
@@ -59,20 +59,20 @@ def own_val_ids(checkpoint) -> frozenset[str]:
 
 
 def pick_ledger(args: argparse.Namespace):
-    import os
+    """`--ledger FILE`, else the test-set ledger of the tracking store the sweeps use (`--tracking-uri`, else
+    $MLFLOW_TRACKING_URI, else the checkout's mlflow.db: tracking/store.py). Only a flag picks a file ledger."""
+    if args.ledger:
+        from scolio_core.evaluation.lockbox import FileLedger
 
-    from scolio_core.evaluation.lockbox import FileLedger
-
-    # An explicit flag wins over the environment; without either, the store the sweeps use by default.
-    if args.ledger or (not args.tracking_uri and os.environ.get("SCOLIO_LEDGER")):
         return FileLedger(args.ledger)
     from scolio_core.tracking.ledger import MlflowLedger
-    from scolio_core.tracking.report import DEFAULT_TRACKING_URI
+    from scolio_core.tracking.store import resolve_tracking_uri
 
-    return MlflowLedger(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+    return MlflowLedger(resolve_tracking_uri(args.tracking_uri))
 
 
 def run(args: argparse.Namespace) -> int:
+    from scolio_core import names
     from scolio_core.data.resolve import resolve_split
     from scolio_core.training.checkpoint import read_checkpoint
     from scolio_core.training.metrics import flatten_metrics
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = check_contract(checkpoint, config, ids, "val", trainval=split.trainval(),
                                    override=args.override_contract)
         point = predict_checkpoint(checkpoint, config, ids).metrics()
-        metrics, matrix = flatten_metrics(point, "val"), point["confusion_matrix"]
+        metrics, matrix = flatten_metrics(point, names.SPLIT_VAL), point["confusion_matrix"]
         label = "VAL"
     if args.json:
         print(json.dumps({"split": args.split, "label": label, "checkpoint": str(checkpoint.directory),

@@ -5,9 +5,12 @@
 
 A foreign file carries weights but not the preprocessing they expect, so the user states the render
 preset (representation, alignment, sigma) and the partition; these become the checkpoint's contract and
-later evaluations are checked against it. The file is read with `torch.load(weights_only=True)` only.
-OUT_DIR must be new, empty, or an earlier scoliotune checkpoint (replaced atomically); any other existing
-path is refused and left untouched.
+later evaluations are checked against it. The file is read with `torch.load(weights_only=True)` only,
+after the bounded reader has checked that it is a regular file of at most 512 MiB; a refusal is one line
+naming what was refused (never torch's advice to retry with weights_only=False).
+OUT_DIR must be new, empty, or a checkpoint scoliotune wrote: it carries scoliotune's marker file and its
+hashes verify (then it is replaced atomically). Any other existing path, such as a look-alike folder with a
+`hashes.json` and a `weights.pt` of its own, is refused and left untouched.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         convert_opengait_state,
         load_foreign_state,
     )
-    from scolio_core.training.checkpoint import ensure_replaceable, write_checkpoint
+    from scolio_core.training.checkpoint import ensure_replaceable, load_tensors, write_checkpoint
 
     source = Path(args.input)
     ensure_replaceable(args.out_dir)  # refuse a user's directory before any work (write_checkpoint checks again)
@@ -63,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         values["input.sigma"] = args.sigma
     config = ExperimentConfig.from_dict(values)
 
+    # The bounded, weights-only load first: its refusal of a hostile file is one clean line. load_foreign_state
+    # (models/foreign.py) then reads the file again to pick the state dict out of it.
+    load_tensors(source, follow_symlinks=True)
     foreign, iteration = load_foreign_state(source)
     convert = convert_drf_author_state if args.format == "drf-author" else convert_opengait_state
     state = convert(foreign)

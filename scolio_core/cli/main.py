@@ -3,7 +3,8 @@
 An explicit table of subcommands. Each lives in `scolio_core/commands/<module>.py`, which defines
 `add_arguments(parser)` and `run(args) -> int`; its module docstring's first line is the one-line help.
 Modules are imported only when their command runs, so `scolio --help` stays fast (no torch import).
-Errors are one line; `--debug` shows the traceback.
+Errors (ScolioError, OSError) print as one line with control characters escaped (`error_line`);
+`--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 import sys
 
 from scolio_core import __version__
-from scolio_core.errors import ScolioError
+from scolio_core.errors import ScolioError, one_line
 
 # name -> (module under scolio_core.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: BaseException) -> str:
+    """The one line an error prints as: surrounding whitespace stripped, every control character escaped.
+
+    Messages quote names from outside (a folder named with a newline and an ESC would otherwise print two lines
+    and drive the terminal), and a wrapped library message may span lines: escaping keeps both on one line.
+    """
+    return one_line(str(exc).strip()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -62,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     args.debug = args.debug or known.debug
     try:
         return int(module.run(args) or 0)
-    except (ScolioError, FileNotFoundError, PermissionError) as exc:
+    except (ScolioError, OSError) as exc:
         if args.debug:
             raise
-        print(f"scolio {known.command}: error: {exc}", file=sys.stderr)
+        print(f"scolio {known.command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"scolio {known.command}: interrupted", file=sys.stderr)

@@ -5,6 +5,10 @@ Run: scolio render /data/Scoliosis1K/Scoliosis1K-pose-pkl /data/maps --alignment
 
 Writes OUT/<id>/<class>/<view>/<view>.pkl (channel 0 limbs, channel 1 joints) with the same renderer that
 training uses on the fly, and OUT/render_config.json with every parameter used. Uses CUDA when present.
+Every listed pose file is checked before anything is written. Every file read is bounded: pose files must
+resolve inside ROOT_POSE (`load_pose(..., root=)`), and the
+`--ids-from` list is read with `load_json_bounded` (a regular file, size and value count capped), so a link
+out of the root, /dev/zero or a FIFO is a one-line error rather than a render, 3 GB or a hang.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from tqdm import tqdm
 
 from scolio_core import __version__
 from scolio_core.config import ALIGNMENTS, SKELETON_REPRESENTATIONS, InputConfig
-from scolio_core.data.release import index_release, load_pose
+from scolio_core.data.bounded import load_json_bounded
+from scolio_core.data.release import index_release, load_pose, sequence_lengths
 from scolio_core.errors import ConfigError, DataError
 from scolio_core.render.impute import impute_missing
 from scolio_core.render.skeleton import render_skeleton_maps
@@ -28,6 +33,9 @@ from scolio_core.render.skeleton import render_skeleton_maps
 # InputConfig fields that change exported files (side_crop and dtype only shape the model input).
 EXPORT_FIELDS = ("representation", "sigma", "joint_weight", "confidence_weighting", "min_confidence",
                  "impute_neighbors", "canvas_size", "alignment", "map_size")
+# An id list is a partition or a plain list (~1,500 ids, ~30 KB); these are ~70x that.
+MAX_ID_LIST_BYTES = 2 * 1024 * 1024
+MAX_ID_LIST_VALUES = 200_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ids_from(path: Path) -> list[str]:
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read id list ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    values = load_json_bounded(path, MAX_ID_LIST_BYTES, max_values=MAX_ID_LIST_VALUES, max_depth=2)
     lists = values.values() if isinstance(values, dict) else [values]
     ids: list[str] = []
     for item in lists:
@@ -90,12 +93,15 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"{args.ids_from}: {len(missing)} id(s) not under {args.root}, "
                             f"e.g. {', '.join(missing[:5])}")
         ids = wanted
+    # Every listed pose file is read and checked before anything is written: a bad one is a one-line error
+    # naming every bad file, not a traceback halfway through the export.
+    sequence_lengths(args.root, ids, "skeleton", index)
 
     args.out.mkdir(parents=True, exist_ok=True)
     frames = 0
     for seq_id in tqdm(ids, desc="render", unit="seq"):
         record = index[seq_id]
-        poses = impute_missing(load_pose(record.path, seq_id), k=cfg.impute_neighbors)
+        poses = impute_missing(load_pose(record.path, seq_id, root=args.root), k=cfg.impute_neighbors)
         maps = render_skeleton_maps(torch.from_numpy(poses).to(device), cfg, output="export").cpu().numpy()
         view = record.path.parent.name
         target = args.out / seq_id / record.class_name / view / f"{view}.pkl"

@@ -3,19 +3,20 @@
 Layout (pose and silhouette roots alike): `<root>/<id>/<class>/<view>/<file>.pkl`, e.g.
 `00000/positive/000_180/000_180.pkl`. Ids are five-digit strings; the class is the folder name, in any
 letter case. Poses are `(T, 17, 3)` float (x, y, confidence in image pixels, COCO-17 order); silhouettes
-are `(T, 64, 64)` uint8. Every pkl goes through `safe_pickle` (regular files only, size-capped, arrays
-numeric and size-capped: `PickleLimits`); files loaded through a release root must resolve inside it. When
-`$SCOLIO_ACCESS_LOG` names a file every read appends `<pid>\\t<seq_id>\\t<path>` to it, so a sweep can prove
-its trials never read test ids.
+are `(T, 64, 64)` uint8. Every pkl goes through `safe_pickle` (read by `bounded.read_bounded`: regular files
+only, size-capped; arrays numeric and size-capped: `PickleLimits`); files loaded through a release root must
+resolve inside it. `set_read_hook` (or the `read_hook` context manager) installs a callable told of every
+pkl read, which is how tests prove that trials never read test ids; production code installs none, and
+nothing in the read path depends on the environment.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -25,7 +26,6 @@ from scolio_core.data.safe_pickle import DEFAULT_LIMITS, PickleLimits, safe_load
 from scolio_core.errors import DataError
 
 MODALITIES = ("skeleton", "silhouette")
-ACCESS_LOG_ENV = "SCOLIO_ACCESS_LOG"
 POSE_FRAME_SHAPE = (17, 3)
 SILHOUETTE_FRAME_SHAPE = (64, 64)
 _ID_PATTERN = re.compile(r"\d{5}")
@@ -101,12 +101,31 @@ def _seq_id_from_path(path: Path) -> str:
     return parts[-4] if len(parts) >= 4 and _ID_PATTERN.fullmatch(parts[-4]) else "-"
 
 
+ReadHook = Callable[[str, Path], None]
+_read_hook: ReadHook | None = None
+
+
+def set_read_hook(hook: ReadHook | None) -> ReadHook | None:
+    """Call `hook(seq_id, path)` before every data-file read of this process (None removes it); returns the
+    hook it replaces. The sequence id is "-" for a file outside the release layout."""
+    global _read_hook
+    previous, _read_hook = _read_hook, hook
+    return previous
+
+
+@contextlib.contextmanager
+def read_hook(hook: ReadHook) -> Iterator[None]:
+    """`set_read_hook(hook)` for the duration of a `with` block, then the previous hook again."""
+    previous = set_read_hook(hook)
+    try:
+        yield
+    finally:
+        set_read_hook(previous)
+
+
 def _read(path: Path, seq_id: str | None, root: str | Path | None, limits: PickleLimits) -> object:
-    log = os.environ.get(ACCESS_LOG_ENV)
-    if log:
-        # Append per read (not a held handle) so concurrent trial processes interleave whole lines.
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"{os.getpid()}\t{seq_id or _seq_id_from_path(path)}\t{path}\n")
+    if _read_hook is not None:
+        _read_hook(seq_id or _seq_id_from_path(path), path)
     return safe_load(path, root=root, limits=limits)
 
 

@@ -13,7 +13,11 @@ CPU (`_codecs.encode(text, "punycode")` is quadratic), or crash the interpreter 
   (object dtypes are refused); every array's declared size (shape x itemsize) is checked against
   `max_array_bytes` before anything is allocated; `BUILD` is allowed only on the dtypes and arrays those
   stand-ins made; dict and set keys must be flat scalars (hashing a deeply nested tuple overflows the C
-  stack); at most `max_opcodes` opcodes run, which bounds the number of objects a small file can create.
+  stack); at most `max_opcodes` opcodes run, which bounds the number of objects a small file can create;
+- one load allocates at most `max_total_bytes` (array data and byte strings made by the stand-ins) and
+  `max_total_elements` (container items), counted across every object it constructs. The per-array cap alone
+  is not enough: a 1 MiB string kept in the pickle memo and handed to `_codecs.encode` 2,500 times is a 1 MB
+  file that allocates 2.5 GB, and `set()` of one memoised list 250 times multiplies a list the same way.
 
 A refused global raises `UnsafePickleError` before anything it names is called; every other refusal, a
 corrupt stream, `MemoryError` and `RecursionError` raise a one-line `DataError` naming the file.
@@ -25,9 +29,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import pickle
-import stat
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -36,7 +38,10 @@ from typing import Callable
 
 import numpy as np
 
+from scolio_core.data.bounded import format_size as _size
+from scolio_core.data.bounded import read_bounded
 from scolio_core.errors import DataError, UnsafePickleError
+from scolio_core.errors import one_line as _one_line
 
 _MiB = 1 << 20
 
@@ -48,6 +53,11 @@ class PickleLimits:
     max_file_bytes: int = 256 * _MiB  # checked with stat before the file is opened for reading
     max_array_bytes: int = 256 * _MiB  # shape x itemsize of each array, checked before it is allocated
     max_opcodes: int = 1_000_000  # a numpy array pickles in ~40 opcodes; each opcode makes at most one object
+    # Across one load: declared array bytes plus byte strings the stand-ins make (the stream's own bytes are
+    # bounded by max_file_bytes). A protocol-2 array costs twice its size here (its latin1 copy, then the array).
+    max_total_bytes: int = 256 * _MiB
+    # Across one load: items of every list, dict and set built (a memoised list fed to set() counts each time).
+    max_total_elements: int = 2_000_000
 
 
 DEFAULT_LIMITS = PickleLimits()
@@ -82,19 +92,6 @@ def _short(value: object) -> str:
     if type(value) is tuple and len(value) <= 8:
         return "(" + ", ".join(_short(item) for item in value) + ("," if len(value) == 1 else "") + ")"
     return f"<{type(value).__name__}>"
-
-
-def _one_line(text: str) -> str:
-    """Escape control characters (a newline in a hostile file name must not split the error line)."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-
-
-def _size(nbytes: int) -> str:
-    if nbytes >= 1 << 64:
-        return "more than 2^64 bytes"
-    if nbytes < _MiB:
-        return f"{nbytes:,} byte" + ("" if nbytes == 1 else "s")
-    return f"{nbytes / _MiB:,.1f} MiB" if nbytes < 1 << 40 else f"{nbytes / (1 << 40):,.1f} TiB"
 
 
 def _flat_key(key: object) -> bool:
@@ -145,12 +142,26 @@ class _RestrictedUnpickler(_BASE):
         self._source = source
         self._limits = limits
         self._opcodes = 0
+        self._bytes = 0  # allocated so far by this load (see PickleLimits.max_total_bytes)
+        self._elements = 0  # container items made so far (PickleLimits.max_total_elements)
         # Objects our stand-ins created that may still receive one BUILD (id -> object, kept alive here).
         self._unbuilt: dict[int, object] = {}
 
     # ------------------------------------------------------------------------------------------ helpers
     def _refuse(self, why: str) -> DataError:
         return DataError(f"{self._source}: refused: {why}")
+
+    def _charge(self, nbytes: int = 0, elements: int = 0) -> None:
+        """Count an allocation against the whole load's budget before it is made."""
+        self._bytes += nbytes
+        self._elements += elements
+        if self._bytes > self._limits.max_total_bytes:
+            raise self._refuse(f"the file would allocate more than {_size(self._limits.max_total_bytes)} in total "
+                               "(PickleLimits.max_total_bytes; objects reused from the pickle memo count each time)")
+        if self._elements > self._limits.max_total_elements:
+            raise self._refuse(f"the file would build more than {self._limits.max_total_elements:,} container "
+                               "items in total (PickleLimits.max_total_elements; objects reused from the pickle "
+                               "memo count each time)")
 
     def _numeric_dtype(self, value: object) -> np.dtype:
         if not isinstance(value, np.dtype):
@@ -187,6 +198,7 @@ class _RestrictedUnpickler(_BASE):
 
     def _raw_bytes(self, data: object, nbytes: int, what: str) -> bytes | bytearray:
         if isinstance(data, str):  # protocol 2 written by Python 2: raw bytes as a latin1 str
+            self._charge(len(data))
             data = data.encode("latin1")
         if type(data) not in (bytes, bytearray):
             raise self._refuse(f"{what} data is {type(data).__name__} (expected bytes)")
@@ -207,7 +219,8 @@ class _RestrictedUnpickler(_BASE):
         if subtype is not _NDARRAY:
             raise self._refuse(f"_reconstruct of {_short(subtype)} (only numpy.ndarray)")
         dtype = self._dtype_from_code(code)
-        shape, _ = self._checked_shape(shape, dtype)
+        shape, nbytes = self._checked_shape(shape, dtype)
+        self._charge(nbytes)  # numpy's own pickles declare (0,) here; a claimed shape is allocated now
         array = np.zeros(shape, dtype)  # numpy writes (0,): the data arrives by BUILD
         self._unbuilt[id(array)] = array
         return array
@@ -217,6 +230,7 @@ class _RestrictedUnpickler(_BASE):
         # Protocol 5: numpy's `_frombuffer` is frombuffer + reshape (+ transpose for order "K").
         dtype = self._numeric_dtype(dtype)
         shape, nbytes = self._checked_shape(shape, dtype)
+        self._charge(nbytes)  # a view of `buf`, but every array handed out may be copied by its reader
         if order not in ("C", "F", "K"):
             raise self._refuse(f"array order {_short(order)}")
         if axis_order is not None and (type(axis_order) is not tuple
@@ -242,11 +256,13 @@ class _RestrictedUnpickler(_BASE):
         if len(text) > self._limits.max_array_bytes:
             raise self._refuse(f"_codecs.encode of {len(text):,} characters, over the "
                                f"{_size(self._limits.max_array_bytes)} cap (PickleLimits.max_array_bytes)")
+        self._charge(len(text))  # a new bytes object per call, even for the same memoised text
         return text.encode("latin1")
 
     def _items(self, items: object, what: str) -> list | tuple:
         if type(items) not in (list, tuple):
             raise self._refuse(f"{what} of {type(items).__name__} (expected a list)")
+        self._charge(elements=len(items))  # before the key check, whose time is linear in the items too
         if not all(_flat_key(item) for item in items):
             raise self._refuse(f"{what} element that is not a flat scalar")
         return items
@@ -308,6 +324,7 @@ class _RestrictedUnpickler(_BASE):
         raw = self._raw_bytes(raw, nbytes, "array")
         if type(raw) is not bytes:
             raise self._refuse("array state with bytearray data")
+        self._charge(nbytes)  # the array gets its own copy of `raw`, which may be one memoised object reused
         inst.__setstate__((*state[:-4], shape, dtype, bool(fortran), raw))
 
     def _load_bytearray8(self) -> None:
@@ -331,36 +348,43 @@ class _RestrictedUnpickler(_BASE):
 
     def _load_dict(self) -> None:
         items = self.pop_mark()
+        self._charge(elements=len(items) // 2)
         self._check_keys(items[::2])
         self.append(dict(zip(items[::2], items[1::2])))
 
     def _load_setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
+        self._charge(elements=1)
         self._check_keys((key,))
         self._target((dict, OrderedDict), "SETITEM")[key] = value
 
     def _load_setitems(self) -> None:
         items = self.pop_mark()
+        self._charge(elements=len(items) // 2)
         self._check_keys(items[::2])
         self._target((dict, OrderedDict), "SETITEMS").update(zip(items[::2], items[1::2]))
 
     def _load_additems(self) -> None:
         items = self.pop_mark()
+        self._charge(elements=len(items))
         self._check_keys(items)
         self._target((set,), "ADDITEMS").update(items)
 
     def _load_frozenset(self) -> None:
         items = self.pop_mark()
+        self._charge(elements=len(items))
         self._check_keys(items)
         self.append(frozenset(items))
 
     def _load_append(self) -> None:
         value = self.stack.pop()
+        self._charge(elements=1)
         self._target((list,), "APPEND").append(value)
 
     def _load_appends(self) -> None:
         items = self.pop_mark()
+        self._charge(elements=len(items))
         self._target((list,), "APPENDS").extend(items)
 
 
@@ -421,63 +445,14 @@ def safe_loads(data: bytes, source: str, *, limits: PickleLimits = DEFAULT_LIMIT
                         f"({type(exc).__name__}: {_one_line(_short(str(exc)))})") from None
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
-
-
-def _read_regular_file(path: Path, shown: str, root: str | Path | None, limits: PickleLimits) -> bytes:
-    try:
-        resolved = path.resolve(strict=True)
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise DataError(f"{shown}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        info = os.stat(resolved)  # stat, not open: opening a FIFO blocks and a device never ends
-    except OSError as exc:
-        raise DataError(f"{shown}: cannot read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a regular file")
-        via = f" (a link to {_one_line(str(resolved))})" if resolved != Path(os.path.abspath(path)) else ""
-        raise DataError(f"{shown}: cannot read: {kind}{via}, not a regular file")
-    if root is not None:
-        base = Path(root).resolve()
-        if not resolved.is_relative_to(base):
-            raise DataError(f"{shown}: cannot read: it resolves to {_one_line(str(resolved))}, outside the data "
-                            f"root {_one_line(str(base))} (links out of the data root are refused)")
-    cap = limits.max_file_bytes
-    if info.st_size > cap:
-        raise DataError(f"{shown}: refused: {_size(info.st_size)}, over the {_size(cap)} file-size cap "
-                        "(PickleLimits.max_file_bytes)")
-    try:
-        # O_NOFOLLOW/O_NONBLOCK and the fstat re-check close the gap if the path is swapped after the stat.
-        fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise DataError(f"{shown}: cannot read: not a regular file")
-            data = handle.read(min(info.st_size, cap) + 1)  # +1: a file growing past the cap is seen
-    except OSError as exc:
-        raise DataError(f"{shown}: cannot read ({exc.strerror or exc})") from None
-    except MemoryError:
-        raise DataError(f"{shown}: refused: ran out of memory while reading") from None
-    if len(data) > cap:
-        raise DataError(f"{shown}: refused: grew past the {_size(cap)} file-size cap while being read")
-    return data
-
-
-def read_bounded(path: str | Path, max_bytes: int) -> bytes:
-    """A regular file's bytes, at most `max_bytes` (other data files: partitions, manifests); a device, FIFO,
-    directory or oversized file is a one-line DataError naming the file, raised before reading."""
-    return _read_regular_file(Path(path), str(path), None, PickleLimits(max_file_bytes=max_bytes))
-
-
 def safe_load(path: str | Path, *, root: str | Path | None = None, limits: PickleLimits = DEFAULT_LIMITS) -> object:
     """Read and unpickle one data file with the allow-list and `limits`; errors name the file.
 
     The file must be a regular file no larger than `limits.max_file_bytes`; with `root`, its fully resolved
     path must also lie inside the resolved `root` (a link out of the data root is refused).
     """
-    path = Path(path)
-    shown = _one_line(str(path))
-    return safe_loads(_read_regular_file(path, shown, root, limits), shown, limits=limits)
+    data = read_bounded(path, limits.max_file_bytes, root=root, cap_name="PickleLimits.max_file_bytes")
+    return safe_loads(data, str(path), limits=limits)
 
 
 __all__ = ["ALLOWED_GLOBALS", "DEFAULT_LIMITS", "PickleLimits", "safe_load", "safe_loads"]

@@ -21,13 +21,16 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from scolio_core import CLASS_NAMES
-from scolio_core.data.safe_pickle import read_bounded
+from scolio_core.data.bounded import load_json_bounded
 from scolio_core.errors import ConfigError, DataError
 
 _ID_PATTERN = re.compile(r"\d{5}")
 _MAX_LISTED = 5
-# Partition files and split manifests list ~1,500 ids (~30 KB); this bounds a hostile one.
-MAX_JSON_BYTES = 16 * 1024 * 1024
+# Partition files and split manifests list ~1,500 ids (~30 KB, 3 levels deep); these bound a hostile one at
+# ~70x the release, so that 16 MiB of `[[],[],...]` (5.6 M lists, 1 GB) is refused before it is parsed.
+MAX_JSON_BYTES = 2 * 1024 * 1024
+MAX_JSON_VALUES = 200_000
+MAX_JSON_DEPTH = 4
 
 
 def _few(items: Iterable[object]) -> str:
@@ -88,11 +91,9 @@ class Partition:
 
 
 def _read_json_object(path: Path, what: str, expected: str) -> dict:
-    """A JSON object from `path`; every failure is a DataError naming the file."""
-    try:
-        values = json.loads(read_bounded(path, MAX_JSON_BYTES).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise DataError(f"{path}: {what} is not valid JSON ({exc})") from None
+    """A JSON object from `path` (size, value count, depth, number length capped; duplicate keys refused, so a
+    second TEST_SET cannot silently replace the first); every failure is a DataError naming the file."""
+    values = load_json_bounded(path, MAX_JSON_BYTES, max_values=MAX_JSON_VALUES, max_depth=MAX_JSON_DEPTH)
     if not isinstance(values, dict):
         raise DataError(f"{path}: {what} must hold {expected}")
     return values
@@ -134,10 +135,14 @@ class TrainValSplit:
         return {"partition": self.partition, "train": list(self.train), "val": list(self.val),
                 "fingerprint": self.fingerprint}
 
+    def to_json(self) -> str:
+        """The manifest text `save` writes and `load` reads."""
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        path.write_text(self.to_json(), encoding="utf-8")
         return path
 
     @classmethod

@@ -1,9 +1,11 @@
 """The one-shot test lockbox: the only code in scoliotune that reads test data.
 
-Every evaluation on labelled ids that are not the checkpoint's own train/val ids is a *test look*. Looks
-are recorded in a ledger keyed by the evaluated set itself — `test_set_key`: the sorted ids with their
-classes and the modality — not by the checkpoint or the sweep, so every entry point that computes metrics on
-labelled data (sweeps, `scolio eval`, the finetune stage) shares one record per test set.
+Every evaluation on labelled ids that are not the checkpoint's own train/val ids is a *test look*. A look is
+a set of scored (sequence id, class) pairs: the ledger records, with each look, the pairs it scored (and the
+evaluated set's identity `test_set_key`: the sorted ids with their classes and the modality). Whether a look
+is a first one is decided on the *ids*, not on the key: a subset or superset of a test set, the same ids in
+the other modality, another checkpoint, all touch the same sequences, so every entry point that computes
+metrics on labelled data (sweeps, `scolio eval`, the finetune stage) sees every earlier look at any of its ids.
 
 A look is *claimed* before anything is read ("opened") and completed afterwards ("completed"), so a crash
 during the test still counts as a look. Claiming look number n is atomic in every ledger (`claim` returns
@@ -14,10 +16,28 @@ Who may look (`decide`):
 - a study (a sweep and its finetune stage, named by the sweep) looks once; re-running it reuses its
   completed look; a look it opened and never completed is refused unless `reopen` — then the look is
   labelled REOPENED everywhere (the finetune stage of a study that already looked does not ask);
-- a standalone evaluation (`scolio eval`) is refused when the test set has any earlier look, unless
-  `reopen`;
-- a new study may look at a test set other studies already saw: the look is recorded with `seen_before`
-  and `scolio audit` lists the earlier looks.
+- a standalone evaluation (`scolio eval`) is refused when any of its ids was scored by an earlier look,
+  unless `reopen`;
+- a study that looked at one test set is refused a look at another that shares ids with it (a re-run of a
+  study on another split is another study: a new name), unless `reopen`;
+- a new study may look at ids other studies already saw: the look is recorded with `seen_before` and
+  `scolio audit` lists the earlier looks (and the earlier studies' audits list it as a re-look).
+
+Studies and families: a look belongs to a study (a sweep and its finetune stage share one) and a *family*
+(`family`, default the study). The partitions of one table (sweeps/table.py: `<table>-p112`, `-p114`, ...)
+are one family: the official partitions' test sets overlap each other and each other's TRAIN_SETs by design,
+so a partition's look at ids a sibling partition also tests is not a re-look, and a partition training on a
+sibling's test ids is not a use of another study's test set. Every other overlap is.
+
+Training and validating on test ids (`check_trainval_use`): ids that a study's test looks scored are its
+test ids. A split whose train or val ids include a study's own test ids is refused before compute; one that
+includes another study's test ids is refused (`scolio train`: no study to record it under) or recorded as a
+`use` look of the new study (a sweep), which the earlier study's audit lists. `train.allow_contract_change`
+changes none of this.
+
+Tamper evidence: looks are numbered and, in the MLflow ledger, hash-chained (each look's hash covers the one
+before it); a study's parent run keeps the hash of every look that touched its test ids. The FileLedger
+chains each appended line to a hash of every byte before it.
 
 Ledgers: `FileLedger` here (a JSON-lines file, for work without MLflow; an exclusive lock spans read, check
 and append), `scolio_core.tracking.ledger.MlflowLedger` in the tracking store the user works with.
@@ -30,24 +50,26 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from scolio_core import CLASS_NAMES, __version__
+from scolio_core import CLASS_NAMES, __version__, names
 from scolio_core.config import ExperimentConfig
 from scolio_core.data.release import index_release, validate_release
-from scolio_core.data.splits import Split
+from scolio_core.data.splits import Split, TrainValSplit
 from scolio_core.errors import DataError, LockboxError
 from scolio_core.evaluation.contract import check_contract
 from scolio_core.evaluation.predict import predict_checkpoint
 from scolio_core.training.checkpoint import Checkpoint, checkpoint_hash, git_commit
+from scolio_core.training.inference import Predictions
 from scolio_core.training.metrics import bootstrap_ci, flatten_metrics
 
 OPENED, COMPLETED = "opened", "completed"
@@ -63,6 +85,7 @@ class TestSet:
     ids: tuple[str, ...]
     modality: str
     class_counts: dict[str, int]
+    pairs: tuple[tuple[str, str], ...] = ()  # (id, class name), sorted: what a look at this set scores
 
 
 def test_set_key(ids: Sequence[str], labels: dict[str, int], modality: str) -> str:
@@ -86,8 +109,59 @@ def resolve_test_set(config: ExperimentConfig, ids: Sequence[str]) -> TestSet:
                         f"(e.g. {', '.join(missing[:5])})")
     labels = {seq_id: index[seq_id].label for seq_id in ids}
     counts = Counter(CLASS_NAMES[label] for label in labels.values())
+    pairs = tuple(sorted((seq_id, CLASS_NAMES[int(label)]) for seq_id, label in labels.items()))
     return TestSet(test_set_key(ids, labels, modality), tuple(sorted(ids)), modality,
-                   {name: counts.get(name, 0) for name in CLASS_NAMES})
+                   {name: counts.get(name, 0) for name in CLASS_NAMES}, pairs)
+
+
+# ------------------------------------------------------------------------------------ looks as id sets
+def ids_of(look: Mapping) -> frozenset[str] | None:
+    """The ids a recorded look scored; None for a look recorded without them (older records, a torn line)."""
+    pairs = look.get("pairs")
+    if pairs is None:
+        return None
+    return frozenset(str(pair[0]) for pair in pairs)
+
+
+def touched(look: Mapping, ids: frozenset[str], key: str | None = None) -> int:
+    """How many of `ids` `look` scored. A look recorded without its ids counts by its test-set key: all of
+    `ids` when it looked at exactly the set `key` names, none otherwise (what the ledger knew before)."""
+    scored = ids_of(look)
+    if scored is None:
+        return len(ids) if key is not None and look.get("key") == key else 0
+    return len(scored & ids)
+
+
+def family_of(look: Mapping) -> str:
+    return str(look.get("family") or look.get("study") or "")
+
+
+def kind_of(look: Mapping) -> str:
+    return str(look.get("kind") or names.LOOK_KIND_TEST)
+
+
+def look_hash(opened: Mapping, pairs: Sequence | None) -> str:
+    """The hash of a look: sha256 over its opened record (which holds the previous look's hash, `prev_hash`)
+    and the (id, class) pairs it scored. The MLflow ledger stores it with the look (names.TAG_LOOK_HASH)."""
+    text = json.dumps({"record": dict(opened), "pairs": None if pairs is None else [list(p) for p in pairs]},
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _look_brief(look: Mapping, ids: frozenset[str] | None = None, key: str | None = None) -> str:
+    text = (f"study {look.get('study', '?')!r}: look {look.get('look')} by "
+            f"{look.get('entry_point', 'an unknown entry point')} at {look.get('time', '?')}, checkpoint "
+            f"{str(look.get('checkpoint_hash'))[:12]}")
+    if kind_of(look) == names.LOOK_KIND_USE:
+        text += ", trained/validated on them"
+    if ids is not None:
+        text += f", {touched(look, ids, key)} of these ids"
+    return text
+
+
+def _looks_text(looks: Sequence[Mapping], ids: frozenset[str] | None = None, key: str | None = None) -> str:
+    shown = "; ".join(_look_brief(look, ids, key) for look in looks[:3])
+    return shown + (f"; and {len(looks) - 3} more" if len(looks) > 3 else "")
 
 
 class Ledger(Protocol):
@@ -95,6 +169,10 @@ class Ledger(Protocol):
     same key, exactly one gets True."""
 
     def looks(self, key: str) -> list[dict]: ...
+
+    def all_looks(self) -> list[dict]: ...  # every look in the ledger, any key, with the pairs it scored
+
+    def next_look(self, key: str, every: list[dict]) -> int: ...  # the number the next look at `key` claims
 
     def claim(self, key: str, look: int, record: dict) -> bool: ...
 
@@ -105,9 +183,8 @@ class FileLedger:
     """JSON-lines ledger for work without MLflow. One exclusive lock spans read, check and append, so a claim
     is atomic between processes on one machine (or a file system with working `flock`)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        default = os.environ.get("SCOLIO_LEDGER") or Path.home() / ".scoliotune" / "lockbox_ledger.jsonl"
-        self.path = Path(path or default)
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)  # always given (`scolio eval --ledger FILE`): no default a setting could move
 
     def _rows(self, data: bytes) -> list[dict]:
         rows = []
@@ -131,12 +208,54 @@ class FileLedger:
     def _for_key(rows: list[dict], key: str) -> list[dict]:
         return _merge([r for r in rows if r.get("key") == key or (r.get("torn") and key[:16] in r.get("raw", ""))])
 
-    def looks(self, key: str) -> list[dict]:
+    def _read(self) -> bytes:
         if not self.path.exists():
-            return []
+            return b""
         with open(self.path, "rb") as handle:
             fcntl.flock(handle, fcntl.LOCK_SH)
-            return self._for_key(self._rows(handle.read()), key)
+            return handle.read()
+
+    def looks(self, key: str) -> list[dict]:
+        data = self._read()
+        return self._for_key(self._rows(data), key) if data else []
+
+    _TORN_KEY = re.compile(r'"key": "([0-9a-f]{64})"')
+
+    def all_looks(self) -> list[dict]:
+        """Every look in the file, one dict per look (numbered per test-set key, as this ledger claims them)."""
+        data = self._read()
+        if not data:
+            return []
+        rows = self._rows(data)
+        keys = []
+        for row in rows:
+            found = self._TORN_KEY.search(row.get("raw", "")) if row.get("torn") else None
+            keys.append(found.group(1) if found else row.get("key"))
+        every = []
+        for key in dict.fromkeys(k for k in keys if k):
+            every.extend({**look, "key": key} for look in self._for_key(rows, key))
+        return every
+
+    @staticmethod
+    def next_look(key: str, every: list[dict]) -> int:
+        return max([int(look["look"]) for look in every if look.get("key") == key and "look" in look], default=0) + 1
+
+    def integrity(self) -> list[str]:
+        """Lines whose chain hash (sha256 of every byte before the line) does not match: a line was removed,
+        edited or inserted before them. Deleting the newest lines leaves no trace here (documented)."""
+        data = self._read()
+        problems, offset = [], 0
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                row = None
+            if isinstance(row, dict) and "prev_sha256" in row \
+                    and row["prev_sha256"] != hashlib.sha256(data[:offset]).hexdigest():
+                problems.append(f"{self.path}:{number}: the ledger before this line is not what it was when the line "
+                                "was written (a line was removed or edited)")
+            offset += len(line) + 1
+        return problems
 
     def _locked_append(self, key: str, look: int, row: dict, *, claim: bool) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +266,8 @@ class FileLedger:
             if claim and any(int(r["look"]) >= look for r in self._for_key(self._rows(data), key) if "look" in r):
                 return False
             prefix = b"\n" if data and not data.endswith(b"\n") else b""  # never glue onto a torn last line
-            handle.write(prefix + json.dumps({**row, "key": key, "look": look}, sort_keys=True).encode() + b"\n")
+            chained = {**row, "key": key, "look": look, "prev_sha256": hashlib.sha256(data + prefix).hexdigest()}
+            handle.write(prefix + json.dumps(chained, sort_keys=True).encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
             return True
@@ -187,17 +307,36 @@ class Decision:
     own_before: int = 0  # the study's own earlier looks at this test set
 
 
-def decide(looks: list[dict], *, study: str, standalone: bool, reopen: bool, reopen_flag: str) -> Decision:
-    """Whether `study` may look at a test set with these earlier `looks` (see the module docstring)."""
-    own = [look for look in looks if look.get("study") == study]
-    others = [look for look in looks if look.get("study") != study]
+def decide(looks: list[dict], *, study: str, standalone: bool, reopen: bool, reopen_flag: str,
+           key: str | None = None, ids: frozenset[str] | None = None, family: str | None = None) -> Decision:
+    """Whether `study` may look at the set `key` (ids `ids`) given the earlier `looks` that scored any of
+    those ids (see the module docstring). Without `key`/`ids` every look given counts as a look at this very
+    set (what the ledger knew before looks recorded their ids)."""
+    family = family or study
+    own_all = [look for look in looks if look.get("study") == study and kind_of(look) == names.LOOK_KIND_TEST]
+    own = [look for look in own_all if key is None or look.get("key") in (key, None)]
+    elsewhere = [look for look in own_all if look not in own]  # the study's looks at another, overlapping set
+    others = [look for look in looks if look.get("study") != study and family_of(look) != family]
     if standalone and looks and not reopen:
-        first = looks[0]
+        exact = key is None or any(look.get("key") == key for look in looks)
+        subject = "this test set was" if exact else "these ids were"
+        scored = ""
+        if ids:
+            seen = set()
+            for look in looks:
+                seen |= (ids_of(look) or (ids if look.get("key") == key else frozenset())) & ids
+            scored = f": {len(seen)} of its {len(ids)} ids were scored with labels before"
         raise LockboxError(
-            f"this test set was already looked at {len(looks)} time(s) (first: look {first.get('look')} by "
-            f"{first.get('entry_point', 'an unknown entry point')} {first.get('study', '')!r} at "
-            f"{first.get('time', '?')}, checkpoint {str(first.get('checkpoint_hash'))[:12]}); a second look is "
-            f"refused. Pass {reopen_flag} to evaluate again: the result will be labelled REOPENED everywhere.")
+            f"{subject} already looked at {len(looks)} time(s){scored} ({_looks_text(looks, ids, key)}); a second "
+            f"look is refused. Pass {reopen_flag} to evaluate again: the result will be labelled REOPENED everywhere.")
+    if elsewhere and not reopen:
+        last = elsewhere[-1]
+        share = f"{touched(last, ids, key)} of these {len(ids)} ids" if ids else "ids"
+        raise LockboxError(
+            f"study {study!r} already looked at another test set that shares {share} (look {last.get('look')} at "
+            f"{last.get('time')}, split {str(last.get('split_fingerprint'))[:12]}): a study has one test set, and a "
+            f"re-run on another split is another study: use a new name (or pass {reopen_flag}: the result will be "
+            "labelled REOPENED everywhere)")
     if own and not reopen:
         last = own[-1]
         if last.get("state") == COMPLETED and not standalone:
@@ -208,13 +347,13 @@ def decide(looks: list[dict], *, study: str, standalone: bool, reopen: bool, reo
                            f"{last.get('time')}; it was opened and never completed (a crash, or another process "
                            f"evaluating now): its results may have been seen); a second look is refused. Pass "
                            f"{reopen_flag} to look again: the result will be labelled REOPENED everywhere.")
-    return Decision("look", reopened=bool(own) or (standalone and bool(looks)), seen_before=len(others),
-                    own_before=len(own))
+    return Decision("look", reopened=bool(own_all) or (standalone and bool(looks)), seen_before=len(others),
+                    own_before=len(own_all))
 
 
 @dataclass
 class LockboxResult:
-    metrics: dict  # flat, keys prefixed "test/"
+    metrics: dict  # flat, keys prefixed "test/" (names.TEST_METRIC_PREFIX)
     reopened: bool
     attempt: int  # this study's look count at this test set (1 = one-shot)
     look: int  # the look's number in the test set's ledger
@@ -236,50 +375,46 @@ def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: 
                        study: str | None = None, entry_point: str = "scolio eval", reopen: bool = False,
                        override_contract: bool = False, bootstrap_resamples: int = 1000,
                        reopen_flag: str = "--reopen", ids: Sequence[str] | None = None, split_name: str = "test",
-                       mirror: LookLog | None = None) -> LockboxResult:
+                       mirror: LookLog | None = None, family: str | None = None) -> LockboxResult:
     """Evaluate `checkpoint` on `ids` (default `split.test`) as one recorded look (see the module docstring).
 
     `study` names the research question the look belongs to (a sweep's name); without one the look is a
     standalone evaluation, refused when the test set was looked at before. `config` supplies where the data
     lives and the input settings; the checkpoint's contract must agree unless `override_contract` (recorded).
     `reopen_flag` is how the caller's command line spells `reopen` (the refusal tells the user to pass it).
+    `family`: the study's family (a table's partitions are one; default the study itself).
     """
     ids = tuple(split.test if ids is None else ids)
-    trainval = split.trainval()
     digest = checkpoint_hash(checkpoint.directory)
     standalone = study is None
     study = study or f"eval:{digest[:12]}"
-    overrides = check_contract(checkpoint, config, ids, split_name, trainval=trainval, override=override_contract)
-    test_set = resolve_test_set(config, ids)
-    validate_release(config.data.modality_root(config.input.modality), list(ids), config.input.modality)
+    overrides = check_contract(checkpoint, config, ids, split_name, trainval=split.trainval(),
+                               override=override_contract)
     record = {"checkpoint": str(checkpoint.directory), "checkpoint_hash": digest, "contract_overrides": overrides}
-    decision, entry = _claim_look(ledger, test_set, config, split, study=study, entry_point=entry_point,
-                                  standalone=standalone, reopen=reopen, reopen_flag=reopen_flag,
-                                  split_name=split_name, record=record)
-    if entry is None:
-        recorded = decision.recorded
+
+    def evaluate(decision: Decision) -> tuple[dict, Predictions]:
+        predictions = predict_checkpoint(checkpoint, config, ids)
+        point = predictions.metrics()
+        metrics = flatten_metrics(point, names.SPLIT_TEST)
+        intervals = bootstrap_ci(predictions.labels, predictions.predicted, n_resamples=bootstrap_resamples, seed=0)
+        metrics.update(flatten_metrics(intervals, names.SPLIT_TEST))  # test/<name>/ci_low, test/<name>/ci_high
+        metrics[names.METRIC_TEST_REOPENED] = float(decision.reopened)
+        return {"metrics": metrics, "confusion_matrix": point["confusion_matrix"]}, predictions
+
+    look = _run_look(ledger, config, split, ids, study=study, entry_point=entry_point, standalone=standalone,
+                     reopen=reopen, reopen_flag=reopen_flag, split_name=split_name, record=record, mirror=mirror,
+                     evaluate=evaluate, family=family)
+    decision, recorded = look.decision, look.recorded
+    if look.entry is None:  # the study's completed look, reused
         return LockboxResult(metrics=recorded.get("metrics", {}), reopened=decision.reopened,
-                             attempt=decision.own_before, look=int(recorded["look"]), test_set=test_set, reused=True,
-                             seen_before=int(recorded.get("seen_before", 0)),
+                             attempt=decision.own_before, look=int(recorded["look"]), test_set=look.test_set,
+                             reused=True, seen_before=int(recorded.get("seen_before", 0)),
                              contract_overrides=list(recorded.get("contract_overrides", [])),
                              confusion_matrix=recorded.get("confusion_matrix", []))
-    if mirror is not None:
-        mirror.append({**entry, "test_set": test_set.key, "state": OPENED})
-
-    predictions = predict_checkpoint(checkpoint, config, ids)
-    point = predictions.metrics()
-    metrics = flatten_metrics(point, "test")
-    intervals = bootstrap_ci(predictions.labels, predictions.predicted, n_resamples=bootstrap_resamples, seed=0)
-    metrics.update(flatten_metrics(intervals, "test"))  # test/<name>/ci_low, test/<name>/ci_high
-    metrics["test/reopened"] = float(decision.reopened)
-    completed = {"claim": entry["claim"], "study": study, "metrics": metrics,
-                 "confusion_matrix": point["confusion_matrix"], "time_completed": _now()}
-    ledger.complete(test_set.key, entry["look"], completed)
-    if mirror is not None:
-        mirror.append({**entry, **completed, "test_set": test_set.key, "state": COMPLETED})
-    return LockboxResult(metrics=metrics, reopened=decision.reopened, attempt=entry["attempt"], look=entry["look"],
-                         test_set=test_set, seen_before=decision.seen_before, contract_overrides=overrides,
-                         confusion_matrix=point["confusion_matrix"],
+    predictions = look.kept
+    return LockboxResult(metrics=recorded["metrics"], reopened=decision.reopened, attempt=look.entry["attempt"],
+                         look=look.entry["look"], test_set=look.test_set, seen_before=decision.seen_before,
+                         contract_overrides=overrides, confusion_matrix=recorded["confusion_matrix"],
                          predictions={i: int(p) for i, p in zip(predictions.ids, np.asarray(predictions.predicted))})
 
 
@@ -297,7 +432,8 @@ class ModelsLookResult:
 
 def evaluate_models_once(checkpoints: Mapping[str, Checkpoint], config: ExperimentConfig, split: Split,
                          ledger: Ledger, *, study: str, entry_point: str, reopen: bool = False,
-                         reopen_flag: str = "--reopen-test", mirror: LookLog | None = None) -> ModelsLookResult:
+                         reopen_flag: str = "--reopen-test", mirror: LookLog | None = None,
+                         family: str | None = None) -> ModelsLookResult:
     """Test every model in `checkpoints` (label -> checkpoint) on `split.test` as ONE look of `study`.
 
     The set of models is fixed before the look opens and every one is reported, so nothing is chosen by
@@ -312,59 +448,199 @@ def evaluate_models_once(checkpoints: Mapping[str, Checkpoint], config: Experime
     hashes = {label: checkpoint_hash(cp.directory) for label, cp in checkpoints.items()}
     for checkpoint in checkpoints.values():
         check_contract(checkpoint, config, ids, "test", trainval=trainval, override=False)
-    test_set = resolve_test_set(config, ids)
-    validate_release(config.data.modality_root(config.input.modality), list(ids), config.input.modality)
     record = {"checkpoints": {label: str(cp.directory) for label, cp in checkpoints.items()},
               "checkpoint_hashes": hashes,
               "checkpoint_hash": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
               "contract_overrides": []}
+
+    def evaluate(decision: Decision) -> tuple[dict, None]:
+        matrices = {label: predict_checkpoint(checkpoint, config, ids).metrics()["confusion_matrix"]
+                    for label, checkpoint in checkpoints.items()}
+        return {"confusion_matrices": matrices,
+                "metrics": {names.METRIC_TEST_REOPENED: float(decision.reopened)}}, None
+
+    look = _run_look(ledger, config, split, ids, study=study, entry_point=entry_point, standalone=False,
+                     reopen=reopen, reopen_flag=reopen_flag, split_name="test", record=record, mirror=mirror,
+                     evaluate=evaluate, family=family)
+    if look.entry is None:  # the study's completed look, reused
+        return ModelsLookResult(confusion_matrices=look.recorded.get("confusion_matrices", {}),
+                                reopened=look.decision.reopened, look=int(look.recorded["look"]),
+                                test_set=look.test_set, reused=True,
+                                seen_before=int(look.recorded.get("seen_before", 0)))
+    return ModelsLookResult(confusion_matrices=look.recorded["confusion_matrices"], reopened=look.decision.reopened,
+                            look=look.entry["look"], test_set=look.test_set, seen_before=look.decision.seen_before)
+
+
+@dataclass(frozen=True)
+class _Look:
+    """What `_run_look` did: a new look (`entry` claimed, `recorded` = its completion record, `kept` = what
+    the evaluation handed back besides it), or the study's completed look reused (`entry` None, `recorded` =
+    that look as the ledger holds it, nothing evaluated)."""
+
+    test_set: TestSet
+    decision: Decision
+    entry: dict | None
+    recorded: dict
+    kept: Any = None
+
+
+def _run_look(ledger: Ledger, config: ExperimentConfig, split: Split, ids: tuple[str, ...], *, study: str,
+              entry_point: str, standalone: bool, reopen: bool, reopen_flag: str, split_name: str, record: dict,
+              mirror: LookLog | None, evaluate: Callable[[Decision], tuple[dict, Any]],
+              family: str | None = None) -> _Look:
+    """The steps every look shares, after the caller checked its contracts: identify the test set and validate
+    its files, claim the look (or find the study's completed one to reuse), mirror the claim, run
+    `evaluate(decision)` -> (fields of the completion record, anything the caller keeps), complete the look in
+    the ledger and mirror that. The claim is written before `evaluate` reads any test data."""
+    test_set = resolve_test_set(config, ids)
+    validate_release(config.data.modality_root(config.input.modality), list(ids), config.input.modality)
+    parent = getattr(mirror, "run_id", None)
     decision, entry = _claim_look(ledger, test_set, config, split, study=study, entry_point=entry_point,
-                                  standalone=False, reopen=reopen, reopen_flag=reopen_flag, split_name="test",
-                                  record=record)
+                                  standalone=standalone, reopen=reopen, reopen_flag=reopen_flag,
+                                  split_name=split_name, record={**record, "parent_run_id": parent},
+                                  family=family)
     if entry is None:
-        recorded = decision.recorded
-        return ModelsLookResult(confusion_matrices=recorded.get("confusion_matrices", {}),
-                                reopened=decision.reopened, look=int(recorded["look"]), test_set=test_set,
-                                reused=True, seen_before=int(recorded.get("seen_before", 0)))
+        return _Look(test_set, decision, None, decision.recorded or {})
     if mirror is not None:
-        mirror.append({**entry, "test_set": test_set.key, "state": OPENED})
-    matrices = {}
-    for label, checkpoint in checkpoints.items():
-        matrices[label] = predict_checkpoint(checkpoint, config, ids).metrics()["confusion_matrix"]
-    completed = {"claim": entry["claim"], "study": study, "confusion_matrices": matrices,
-                 "metrics": {"test/reopened": float(decision.reopened)}, "time_completed": _now()}
+        mirror.append({**_slim(entry), "test_set": test_set.key, "state": OPENED})
+    fields, kept = evaluate(decision)
+    completed = {"claim": entry["claim"], "study": study, **fields, "time_completed": _now()}
     ledger.complete(test_set.key, entry["look"], completed)
     if mirror is not None:
-        mirror.append({**entry, **completed, "test_set": test_set.key, "state": COMPLETED})
-    return ModelsLookResult(confusion_matrices=matrices, reopened=decision.reopened, look=entry["look"],
-                            test_set=test_set, seen_before=decision.seen_before)
+        mirror.append({**_slim(entry), **completed, "test_set": test_set.key, "state": COMPLETED})
+    return _Look(test_set, decision, entry, completed, kept)
+
+
+def _slim(entry: dict) -> dict:
+    """A look's entry as a study's parent run mirrors it: without the scored pairs (the ledger keeps them;
+    1,493 pairs would not fit MLflow's tag limit), with their count."""
+    return {k: v for k, v in entry.items() if k != "pairs"}
 
 
 def _claim_look(ledger: Ledger, test_set: TestSet, config: ExperimentConfig, split: Split, *, study: str,
                 entry_point: str, standalone: bool, reopen: bool, reopen_flag: str, split_name: str,
-                record: dict) -> tuple[Decision, dict | None]:
+                record: dict, family: str | None = None) -> tuple[Decision, dict | None]:
     """Decide and atomically claim the next look at `test_set` for `study`: (decision, the claimed entry),
-    or (decision, None) when the study's completed look is to be reused."""
+    or (decision, None) when the study's completed look is to be reused. The decision sees every earlier look
+    that scored any of the set's ids; the studies those looks belong to are told (`notify`) once the claim holds."""
     trainval = split.trainval()
+    ids = frozenset(test_set.ids)
+    family = family or study
     while True:
-        looks = ledger.looks(test_set.key)
-        decision = decide(looks, study=study, standalone=standalone, reopen=reopen, reopen_flag=reopen_flag)
+        every = ledger.all_looks()
+        earlier = [look for look in every if touched(look, ids, test_set.key)]
+        decision = decide(earlier, study=study, standalone=standalone, reopen=reopen, reopen_flag=reopen_flag,
+                          key=test_set.key, ids=ids, family=family)
         if decision.action == "reuse":
             return decision, None
-        number = max([int(look["look"]) for look in looks if "look" in look], default=0) + 1
+        number = ledger.next_look(test_set.key, every)
+        touches: dict[str, int] = {}
+        for look in earlier:
+            if look.get("study") != study:
+                touches[str(look.get("study"))] = max(touches.get(str(look.get("study")), 0), touched(look, ids, test_set.key))
         entry = {
-            "look": number, "study": study, "entry_point": entry_point, "claim": uuid.uuid4().hex,
+            "look": number, "study": study, "family": family, "kind": names.LOOK_KIND_TEST,
+            "entry_point": entry_point, "claim": uuid.uuid4().hex,
             "attempt": decision.own_before + 1, "reopened": decision.reopened, "seen_before": decision.seen_before,
             "split_name": split_name, "n_test": len(test_set.ids), "class_counts": test_set.class_counts,
             "modality": test_set.modality, **record,
             "input": config.input.__dict__, "model": config.model.__dict__,
             "split_fingerprint": split.fingerprint, "trainval_fingerprint": trainval.fingerprint,
             "partition": split.partition, "code_version": __version__, "git_commit": git_commit(), "time": _now(),
+            "touches": touches, "pairs": [list(pair) for pair in test_set.pairs],
         }
         if ledger.claim(test_set.key, number, entry):
+            entry["look_hash"] = look_hash({k: v for k, v in entry.items() if k != "pairs"}, entry["pairs"])
+            _notify(ledger, earlier, entry)
             return decision, entry
         # Another process took this look number first: read again and decide again (it may be our own
         # study's look now, to reuse or to refuse).
+
+
+def _notify(ledger: Ledger, earlier: list[dict], entry: dict) -> None:
+    """Tell every study whose test ids the new look scores (its parent run) that look n happened, with its
+    hash: the study then holds a record the ledger cannot lose without it showing (names.TAG_LOCKBOX_SEEN)."""
+    notify = getattr(ledger, "notify", None)
+    parents = sorted({str(look["parent_run_id"]) for look in earlier
+                      if look.get("parent_run_id") and kind_of(look) == names.LOOK_KIND_TEST})
+    if notify is not None and parents:
+        notify(parents, entry["look"], entry["look_hash"])
+
+
+def trainval_conflicts(every: list[dict], ids: frozenset[str], *, study: str | None,
+                       family: str | None = None) -> tuple[list[tuple[dict, int]], list[tuple[dict, int]]]:
+    """(own, foreign): the test looks in `every` that scored any of `ids` (train/val ids), each with how many;
+    own = `study`'s looks, foreign = other studies' (looks of `study`'s family are neither: one study)."""
+    family = family or study
+    own, foreign = [], []
+    for look in every:
+        if kind_of(look) != names.LOOK_KIND_TEST:
+            continue
+        count = touched(look, ids)
+        if not count:
+            continue
+        if study is not None and look.get("study") == study:
+            own.append((look, count))
+        elif study is None or family_of(look) != family:
+            foreign.append((look, count))
+    return own, foreign
+
+
+def check_trainval_use(ledger: Ledger, trainval: TrainValSplit, *, study: str | None, entry_point: str,
+                       family: str | None = None) -> dict | None:
+    """Before any compute: train/val ids that are test ids of a study in `ledger` (ids a test look scored).
+
+    - the study's own test ids: refused (a study never trains or selects on its test set, whatever
+      `train.allow_contract_change` says);
+    - another study's test ids, no study to record it under (`scolio train`, `study=None`): refused;
+    - another study's test ids, a study (a sweep): recorded once as a `use` look of `study` (returned, with
+      `touched` = how many of those ids it uses), which the other study's audit lists as a re-look.
+    Returns None when the split touches no other study's test ids."""
+    ids = frozenset(trainval.train) | frozenset(trainval.val)
+    family = family or study
+    while True:
+        every = ledger.all_looks()
+        own, foreign = trainval_conflicts(every, ids, study=study, family=family)
+        if own:
+            count = len(frozenset().union(*(ids_of(look) or frozenset() for look, _ in own)) & ids)
+            raise LockboxError(
+                f"{entry_point}: study {study!r} would train or validate on {count} of its own test ids "
+                f"({_looks_text([look for look, _ in own], ids)}); a study never trains or selects on its test set "
+                f"(train.allow_contract_change does not change this): use the split of the study's look, "
+                f"{str(own[-1][0].get('split_fingerprint'))[:12]} ({own[-1][0].get('partition')})")
+        if not foreign:
+            return None
+        used = sorted({tuple(pair) for look, _ in foreign for pair in (look.get("pairs") or []) if pair[0] in ids})
+        studies = sorted({str(look.get("study")) for look, _ in foreign})
+        if study is None:
+            raise LockboxError(
+                f"{len(used)} of the {len(ids)} train/val ids of {trainval.partition} are test ids of study "
+                f"{studies[0]!r}" + (f" (and {len(studies) - 1} other stud(ies))" if len(studies) > 1 else "")
+                + f" ({_looks_text([look for look, _ in foreign], ids)}): training or validating on them uses that "
+                "study's test labels. Use a partition whose TRAIN_SET leaves them out, or run it as a sweep (a new "
+                "study), where the use is recorded for that study's audit")
+        digest = hashlib.sha256(json.dumps(used).encode()).hexdigest()
+        for look in every:
+            if look.get("study") == study and kind_of(look) == names.LOOK_KIND_USE \
+                    and look.get("pairs_sha256") == digest:
+                return {**look, "touched": len(used)}  # a re-run of the same study: recorded once
+        key = hashlib.sha256(json.dumps({"use": used}).encode()).hexdigest()
+        number = ledger.next_look(key, every)
+        entry = {
+            "look": number, "study": study, "family": family, "kind": names.LOOK_KIND_USE,
+            "entry_point": entry_point, "claim": uuid.uuid4().hex, "split_name": "trainval",
+            "n_test": len(used), "pairs_sha256": digest, "partition": trainval.partition,
+            "trainval_fingerprint": trainval.fingerprint, "checkpoint_hash": None, "reopened": False,
+            "touches": {s: sum(1 for pair in used if any(pair[0] in (ids_of(look) or ()) for look, _ in foreign
+                                                          if look.get("study") == s)) for s in studies},
+            "code_version": __version__, "git_commit": git_commit(), "time": _now(),
+            "pairs": [list(pair) for pair in used],
+        }
+        if ledger.claim(key, number, entry):
+            entry["look_hash"] = look_hash({k: v for k, v in entry.items() if k != "pairs"}, entry["pairs"])
+            ledger.complete(key, number, {"claim": entry["claim"], "study": study, "time_completed": _now()})
+            _notify(ledger, [look for look, _ in foreign], entry)
+            return {**entry, "touched": len(used)}
 
 
 def _now() -> str:

@@ -1,4 +1,8 @@
-"""Model registry: `create_model(cfg, in_channels)` builds a network by `ModelConfig.name`."""
+"""Model registry: `create_model(cfg, in_channels)` builds a network by `ModelConfig.name`.
+
+The names are those of `scolio_core.config.MODEL_INPUTS` (the one table of models); `MODELS` holds one builder
+for each of them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from scolio_core.config import ModelConfig
+from scolio_core.config import MODEL_DRF, MODEL_INPUTS, MODEL_SCONET, ModelConfig
 from scolio_core.errors import ConfigError
 from scolio_core.models.drf import DRF, PGA
 from scolio_core.models.sconet import ScoNet
@@ -21,8 +25,8 @@ def _drf(cfg: ModelConfig, in_channels: int) -> nn.Module:
 
 
 MODELS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {
-    "sconet": _sconet,
-    "drf": _drf,
+    MODEL_SCONET: _sconet,
+    MODEL_DRF: _drf,
 }
 
 
@@ -31,7 +35,8 @@ def create_model(cfg: ModelConfig, in_channels: int) -> nn.Module:
     try:
         builder = MODELS[cfg.name]
     except KeyError:
-        raise ConfigError(f"model.name {cfg.name!r} is not a known model; known: {', '.join(sorted(MODELS))}") from None
+        raise ConfigError(f"model.name {cfg.name!r} is not a known model; "
+                          f"known: {', '.join(sorted(MODEL_INPUTS))}") from None
     if in_channels < 1:
         raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
     return builder(cfg, in_channels)

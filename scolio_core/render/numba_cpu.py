@@ -1,4 +1,4 @@
-"""Fused CPU skeleton-map renderer: steps (b)-(e) of `render.py` as one numba loop per frame.
+"""Fused CPU skeleton-map renderer: steps (b)-(e) of `skeleton.py` as one numba loop per frame.
 
 Eager torch makes ~9 memory passes per limb pixel, each a separate kernel over the whole chunk; here a
 pixel costs one pass per part that covers it, then one exp and a grey level, and the crop + resize reads
@@ -6,10 +6,10 @@ only the pixels it weights, all while the frame's buffers sit in L1/L2. The arit
 path's (costs are float64 row and column terms rounded to float32 and added in float32, the same
 OpenCV resize weights), so float maps agree to ~1e-6 and exported levels differ only where a value lies
 within rounding of a level boundary (at most 1 level, in about 1 pixel per million).
-`render.render_skeleton_maps` sends CPU tensors here (SCOLIO_RENDER_BACKEND=torch opts out).
+`skeleton.render_skeleton_maps` sends CPU tensors here (SCOLIO_RENDER_BACKEND=torch opts out).
 
 Per frame:
- * canvas points, the virtual head and shoulder midpoint (as `render._points`);
+ * canvas points, the virtual head and shoulder midpoint (as `skeleton._points`);
  * each part is evaluated only inside its +-3 sigma box; a pixel keeps the minimum over parts of its
    log-space cost, then takes one exp (a polynomial LLVM vectorises; numba's exp is a scalar call);
  * grey levels: matplotlib's table is the identity except 24 entries one below, which `_grey_level`
@@ -225,7 +225,7 @@ if numba is not None:
     def _draw_limbs(cost, limb_a, limb_b, xs, ys, drawn, value, sigma, size, sxc, txc, syr, tyr, win):
         """Channel 0 into cost[x, y]: min over limbs of S^2 + (T - clamp(T, 0, L))^2 - ln(weight), S and T
         the pixel's scaled coordinates across and along the segment, each a column plus a row term; a
-        limb shorter than 1 px is drawn as its start joint. As `render._draw`; win as `_draw_joints`."""
+        limb shorter than 1 px is drawn as its start joint. As `skeleton._draw`; win as `_draw_joints`."""
         scale = 1.0 / (sigma * math.sqrt(2.0))
         win[0], win[1], win[2], win[3] = size, -1, size, -1
         for stage in range(2):  # 0: the window (union of boxes), 1: draw
@@ -315,7 +315,7 @@ if numba is not None:
     def _resize_axis(length, out_size, area, first_px, taps, weights):
         """Banded INTER_AREA weights for one axis of a crop `length` pixels long: output d reads crop
         pixels first_px[d] .. first_px[d] + taps[d] - 1 with weights[d, k] (float32). The arithmetic of
-        `render.resize_weights`, with positions relative to the crop start."""
+        `skeleton.resize_weights`, with positions relative to the crop start."""
         inv_scale = out_size / float(length)
         scale = 1.0 / inv_scale
         for d in range(out_size):
@@ -478,7 +478,7 @@ if numba is not None:
         """One frame (17, 3) float64 -> out (2, map_size, map_size - 2 side) float32."""
         cost, xs, ys, drawn, value, terms, win, rowmax, plans, cols, cols_t = s
         valid = _points(pose, canvas, min_conf, weighting, xs, ys, drawn, value)
-        # Rows of the aligned crop: the drawn joints' rows +-3 sigma, as `render._keypoint_rows`.
+        # Rows of the aligned crop: the drawn joints' rows +-3 sigma, as `skeleton._keypoint_rows`.
         any_on, jy0, jy1 = False, np.inf, -np.inf
         for j in joints:
             if drawn[j]:
@@ -537,7 +537,7 @@ if numba is not None:
 
 def render_frames(poses: torch.Tensor, cfg: InputConfig, side: int, quantise: bool) -> torch.Tensor:
     """(n, 17, 3) CPU poses -> (n, 2, D, D - 2 side) float32: uint8 levels as float when `quantise`, else
-    float maps; what `render._render_chunk` returns for the same arguments."""
+    float maps; what `skeleton._render_chunk` returns for the same arguments."""
     if numba is None:
         raise RuntimeError("numba is not installed: pip install numba, or set SCOLIO_RENDER_BACKEND=torch")
     joints, limbs = PARTS[cfg.representation]

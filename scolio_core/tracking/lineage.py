@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scolio_core.tracking.schema import (
+from scolio_core.names import (
     DATASET_CONTEXT_TEST,
     DATASET_CONTEXT_TRAIN,
     DATASET_CONTEXT_VAL,
@@ -29,8 +29,8 @@ from scolio_core.tracking.schema import (
 class DataSetRef:
     """One set of sequences a run saw; plain data, so the driver's Tune callback can pickle it."""
 
-    name: str  # schema.dataset_name(partition, part)
-    context: str  # schema.DATASET_CONTEXT_*
+    name: str  # names.dataset_name(partition, part)
+    context: str  # names.DATASET_CONTEXT_*
     fingerprint: str  # the split's fingerprint (train/val) or the test-set key (test)
     source: str  # the data root (a local path: MLflow records it as a `local` source, nothing is copied)
     ids: tuple[str, ...]

@@ -2,9 +2,15 @@
 
 MLflow copies this file into the logged model and runs it on `mlflow.pyfunc.load_model`; the last line
 hands MLflow the model object. Nothing is unpickled: the checkpoint (the model's one artifact) is read by
-`read_checkpoint` (weights with `torch.load(weights_only=True)`, every file checked against its sha256).
+`read_checkpoint` (weights with `torch.load(weights_only=True)`, every file checked against its sha256), and
+only when its hash is the one recorded when the model was registered (the model config's
+`scolio.checkpoint_hash`): a rewritten hashes.json cannot vouch for swapped weights.
 
-    model = mlflow.pyfunc.load_model("models:/scoliotune-repr-sweep@champion")
+Whoever can write the artifact store can still edit this very file in the logged copy, and MLflow runs it:
+`scolio_core.tracking.registry.load_registered_model` checks the copy against the code scoliotune ships
+before MLflow runs anything (docs/cluster.md, "Trust boundary").
+
+    model = load_registered_model("models:/scoliotune-repr-sweep@champion")   # or mlflow.pyfunc.load_model
     model.predict([poses_a, poses_b])   # (T, 17, 3) float arrays, or (T, 64, 64) uint8 for a silhouette model
     #            class  negative  neutral  positive
     #   0     positive     0.021    0.102     0.877
@@ -38,10 +44,19 @@ class ScolioModel(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
-        from scolio_core.tracking.schema import MODEL_CHECKPOINT_ARTIFACT
-        from scolio_core.training.checkpoint import read_checkpoint
+        from scolio_core.errors import ContractError
+        from scolio_core.names import MODEL_CHECKPOINT_ARTIFACT, TAG_CHECKPOINT_HASH
+        from scolio_core.training.checkpoint import checkpoint_hash, read_checkpoint
 
-        self.checkpoint = read_checkpoint(context.artifacts[MODEL_CHECKPOINT_ARTIFACT])
+        directory = context.artifacts[MODEL_CHECKPOINT_ARTIFACT]
+        # hashes.json vouches for the weights; the hash recorded at registration vouches for hashes.json.
+        expected = (context.model_config or {}).get(TAG_CHECKPOINT_HASH)
+        actual = checkpoint_hash(directory)
+        if not isinstance(expected, str) or actual != expected:
+            raise ContractError(f"{directory}: checkpoint hash {actual[:16]} is not the {str(expected)[:16]} recorded "
+                                "when this model was registered (weights or hashes.json changed in the artifact "
+                                "store); refusing to load it")
+        self.checkpoint = read_checkpoint(directory)
         # The device is the loading machine's: CUDA when present, as `scolio predict` does by default.
         self.config = self.checkpoint.config.replace(**{"train.device": "auto"})
 

@@ -5,18 +5,24 @@ A checkpoint is a directory:
 - `training_state.pt`  optimiser, scheduler, sampler/torch RNG states, iteration (optional, for resume)
 - `contract.json`      the full ExperimentConfig, class order, modality, split (partition name, fingerprint,
                        train/val ids), PAV normalisation stats, iteration, metrics, version, git commit
+- `SCOLIOTUNE_CHECKPOINT` the marker: scoliotune wrote this directory (and may replace or remove it)
 - `hashes.json`        sha256 of the files above, keyed by plain file name; a mismatch (tampering,
                        truncation) is refused
 
 Reading: every name in `hashes.json` must be a plain file name inside the directory (no `/`, `..` or
 absolute path); every listed file must be a regular file (a symlink, FIFO or device is refused before it is
-opened) whose bytes match; and each file that is loaded is loaded from the very bytes that were hashed, so
-it cannot be swapped in between. `training_state.pt` is loaded only when it is listed.
+opened) no larger than its cap (`_cap`: JSON files 4 MiB, tensor files 512 MiB, checked before reading) whose
+bytes match; and each file that is loaded is loaded from the very bytes that were hashed, so it cannot be
+swapped in between. JSON is parsed with `parse_json_bounded` (depth, value count, number length, duplicate
+keys). `training_state.pt` is loaded only when it is listed.
 
-Writing never deletes what it did not write: an existing target that is not a scoliotune checkpoint is
-refused. A new checkpoint is written to a temporary sibling; replacing an old one renames the old aside,
-renames the new in, then removes the old. A crash at any point leaves the old or the new checkpoint whole;
-if it leaves only the aside copy (crash between the two renames), readers and the next writer rename it back.
+Writing never deletes or overwrites what it did not write. What decides is content, not names: a directory
+is scoliotune's only when it holds the marker, nothing but checkpoint files, and hashes that verify
+(`not_ours_reason`). Any other existing target is refused; `remove_checkpoint` / `prune_checkpoints` remove
+only checkpoints that pass the same test. A new checkpoint is written to a temporary sibling; replacing an old
+one renames the old aside, renames the new in, then removes the old. A crash at any point leaves the old or
+the new checkpoint whole; if it leaves only the aside copy (crash between the two renames), readers and the
+next writer rename it back.
 """
 
 from __future__ import annotations
@@ -35,23 +41,31 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 import torch
 
 from scolio_core import CLASS_NAMES, __version__
 from scolio_core.config import ExperimentConfig
+from scolio_core.data.bounded import file_kind, parse_json_bounded, read_bounded
 from scolio_core.data.splits import TrainValSplit
-from scolio_core.errors import ContractError
+from scolio_core.errors import ContractError, one_line
 
 WEIGHTS = "weights.pt"
 TRAINING_STATE = "training_state.pt"
 CONTRACT = "contract.json"
 HASHES = "hashes.json"
+MARKER = "SCOLIOTUNE_CHECKPOINT"  # not a dot file: copies (Ray, MLflow artifacts) must keep it
+MARKER_TEXT = b"scoliotune checkpoint: written by scoliotune, which may replace or remove this directory\n"
 FORMAT_VERSION = 1
 # Everything a checkpoint directory may hold; a directory with anything else is not ours to replace.
-CHECKPOINT_FILES = frozenset({WEIGHTS, TRAINING_STATE, CONTRACT, HASHES})
-MAX_HASHES_BYTES = 1 << 20  # a hash list is a few hundred bytes; a cap keeps a hostile one from filling memory
+CHECKPOINT_FILES = frozenset({WEIGHTS, TRAINING_STATE, CONTRACT, HASHES, MARKER})
+# Caps checked with stat before a file is read. A hash list is a few hundred bytes and a contract a few KB (20 KB
+# with the release's ids); the models' weights and optimiser state are a few MB.
+MAX_HASHES_BYTES = 1 << 20
+MAX_JSON_BYTES = 4 << 20
+MAX_JSON_VALUES = 200_000
+MAX_TENSOR_BYTES = 512 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ASIDE, _TMP = ".old-", ".tmp-"  # sibling names: f".{name}{_ASIDE}..." (old copy), f".{name}{_TMP}..." (new)
 
@@ -70,43 +84,29 @@ def git_commit() -> str:
 
 
 def sha256_file(path: Path) -> str:
-    """sha256 of a regular file (a symlink, FIFO or device is refused with ContractError, unread)."""
-    return hashlib.sha256(read_regular_file(Path(path))).hexdigest()
+    """sha256 of a regular file (a symlink, FIFO, device or oversized file is refused with ContractError, unread)."""
+    return hashlib.sha256(_read(Path(path))).hexdigest()
 
 
-def read_regular_file(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of `path` if it is a regular file, not a symlink; otherwise ContractError naming it.
+def _cap(name: str) -> int:
+    if name == HASHES:
+        return MAX_HASHES_BYTES
+    if name == MARKER:
+        return len(MARKER_TEXT)
+    return MAX_JSON_BYTES if name.endswith(".json") else MAX_TENSOR_BYTES
 
-    The type is checked with lstat before opening (so a FIFO or device is never opened) and again on the open
-    descriptor with O_NOFOLLOW (so a file swapped for a symlink in between is refused too).
+
+def _read(path: Path) -> bytes:
+    """A checkpoint file's bytes: a regular file, not a symlink, within its cap; else ContractError naming it.
+
+    Checked with lstat before opening (a FIFO or device is never opened) and again on the descriptor opened
+    with O_NOFOLLOW (a file swapped for a symlink in between is refused too).
     """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        raise ContractError(f"{path}: missing from checkpoint") from None
-    if not stat.S_ISREG(mode):
-        raise ContractError(f"{path}: {_kind(mode)}, not a regular file; refusing to read it")
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot open as a regular file ({exc.strerror}); refusing to read it") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ContractError(f"{path}: {_kind(info.st_mode)}, not a regular file; refusing to read it")
-        if limit is not None and info.st_size > limit:
-            raise ContractError(f"{path}: {info.st_size} bytes, more than the {limit} a checkpoint file may have")
-        return handle.read() if limit is None else handle.read(limit + 1)
+    return read_bounded(path, _cap(path.name), follow_symlinks=False, error=ContractError)
 
 
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "a special file"
+def _parse_json(data: bytes, path: Path) -> Any:
+    return parse_json_bounded(data, str(path), max_values=MAX_JSON_VALUES, error=ContractError)
 
 
 def load_hashes(directory: str | Path) -> dict[str, str]:
@@ -114,17 +114,15 @@ def load_hashes(directory: str | Path) -> dict[str, str]:
     path = Path(directory) / HASHES
     if not os.path.lexists(path):
         raise ContractError(f"{directory}: not a scoliotune checkpoint (no {HASHES})")
-    try:
-        hashes = json.loads(read_regular_file(path, limit=MAX_HASHES_BYTES))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ContractError(f"{path}: unreadable hash list") from None
+    hashes = _parse_json(_read(path), path)
     if not isinstance(hashes, dict):
         raise ContractError(f"{path}: unreadable hash list (not a JSON object)")
     for name, digest in hashes.items():
+        shown = one_line(repr(name)[:80])
         if not _plain_name(name):
-            raise ContractError(f"{path}: entry {name!r} is not a plain file name inside the checkpoint; refused")
+            raise ContractError(f"{path}: entry {shown} is not a plain file name inside the checkpoint; refused")
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-            raise ContractError(f"{path}: entry {name!r} has no sha256 hex digest; refused")
+            raise ContractError(f"{path}: entry {shown} has no sha256 hex digest; refused")
     for required in (WEIGHTS, CONTRACT):
         if required not in hashes:
             raise ContractError(f"{path}: no hash recorded for {required}")
@@ -147,7 +145,7 @@ def _verified_bytes(directory: Path, name: str, hashes: Mapping[str, str]) -> by
     """A listed file's bytes, checked against its recorded sha256; callers load from these very bytes."""
     if name not in hashes:
         raise ContractError(f"{directory / name}: not listed in {HASHES}; refusing to load it")
-    data = read_regular_file(directory / name)
+    data = _read(directory / name)
     if hashlib.sha256(data).hexdigest() != hashes[name]:
         raise ContractError(f"{directory / name}: sha256 does not match {HASHES} (file modified or corrupt); "
                             "refusing to load")
@@ -179,8 +177,9 @@ def write_checkpoint(directory: str | Path, *, config: ExperimentConfig, model_s
     ensure_replaceable(directory)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}", dir=directory.parent))
     try:
+        _write_file(tmp / MARKER, lambda h: h.write(MARKER_TEXT))
         _write_file(tmp / WEIGHTS, lambda h: torch.save({k: v.detach().cpu() for k, v in model_state.items()}, h))
-        files = [WEIGHTS, CONTRACT]
+        files = [MARKER, WEIGHTS, CONTRACT]
         if training_state is not None:
             _write_file(tmp / TRAINING_STATE, lambda h: torch.save(training_state, h))
             files.append(TRAINING_STATE)
@@ -222,15 +221,68 @@ def ensure_replaceable(directory: str | Path) -> None:
     except NotADirectoryError:
         raise ContractError(f"{directory}: a parent of it is not a directory; cannot write a checkpoint there") from None
     if not stat.S_ISDIR(mode):
-        raise ContractError(f"{directory}: exists and is {_kind(mode)}, not a scoliotune checkpoint directory; "
+        raise ContractError(f"{directory}: exists and is {file_kind(mode)}, not a scoliotune checkpoint directory; "
                             "refusing to replace it (nothing was deleted)")
-    names = set(os.listdir(directory))
-    if names and not (HASHES in names and _only_checkpoint_files(directory)):
-        foreign = sorted(names - CHECKPOINT_FILES)[:3]
-        held = f"it holds {', '.join(foreign)}" if foreign else (
-            f"no {HASHES}" if HASHES not in names else "an entry that is not a regular file")
-        raise ContractError(f"{directory}: exists and is not a scoliotune checkpoint ({held}); refusing to "
+    if not os.listdir(directory):
+        return
+    reason = not_ours_reason(directory)
+    if reason:
+        raise ContractError(f"{directory}: exists and is not a scoliotune checkpoint ({reason}); refusing to "
                             "replace it (nothing was deleted); choose a new directory")
+
+
+def not_ours_reason(directory: str | Path) -> str | None:
+    """None when `directory` is a checkpoint scoliotune wrote and may replace or remove; otherwise why not.
+
+    Ours means: the marker file with scoliotune's exact text, no entry but regular checkpoint files, and every
+    file `hashes.json` lists matching its hash. File names alone prove nothing (a user's folder may hold a
+    `hashes.json` and a `weights.pt` of their own).
+    """
+    directory = Path(directory)
+    try:
+        names = set(os.listdir(directory))
+    except OSError as exc:
+        return f"cannot list it ({one_line(exc.strerror or str(exc))})"
+    foreign = sorted(names - CHECKPOINT_FILES)
+    if foreign:
+        return "it holds " + ", ".join(one_line(name) for name in foreign[:3])
+    if not _only_checkpoint_files(directory):
+        return "an entry that is not a regular file"
+    if MARKER not in names or _read_marker(directory / MARKER) != MARKER_TEXT:
+        return f"no scoliotune marker file {MARKER}"
+    if HASHES not in names:
+        return f"no {HASHES}"
+    try:
+        verify_hashes(directory)
+    except ContractError as exc:
+        return f"its hashes do not verify: {exc}"
+    return None
+
+
+def _read_marker(path: Path) -> bytes | None:
+    try:
+        return _read(path)
+    except ContractError:
+        return None
+
+
+def remove_checkpoint(directory: str | Path) -> bool:
+    """Remove `directory` if it is a scoliotune checkpoint (`not_ours_reason` is None); return whether it was."""
+    if not_ours_reason(directory) is not None:
+        return False
+    shutil.rmtree(directory, ignore_errors=True)
+    return True
+
+
+def prune_checkpoints(parent: str | Path, keep: Iterable[str | Path | None]) -> list[Path]:
+    """Remove every scoliotune checkpoint directly under `parent` except those in `keep`; anything else there
+    (a user's folder, a checkpoint whose hashes fail) is left alone. Returns what was removed."""
+    kept = {Path(k).resolve() for k in keep if k is not None}
+    removed = []
+    for entry in sorted(Path(parent).iterdir()):
+        if entry.is_dir() and not entry.is_symlink() and entry.resolve() not in kept and remove_checkpoint(entry):
+            removed.append(entry)
+    return removed
 
 
 def _only_checkpoint_files(directory: Path) -> bool:
@@ -253,7 +305,16 @@ def _swap_in(tmp: Path, directory: Path) -> None:
         os.rename(aside, directory)  # put the old one back; the caller removes tmp
         raise
     _fsync_dir(directory.parent)  # the new checkpoint is durable under its name before the old one goes
-    shutil.rmtree(aside, ignore_errors=True)
+    _remove_aside(aside)
+
+
+def _remove_aside(aside: Path) -> None:
+    # The old copy passed ensure_replaceable just before it was renamed; check its entries once more (cheaply)
+    # so that nothing which arrived in between is deleted with it.
+    if not os.listdir(aside):
+        os.rmdir(aside)
+    elif _only_checkpoint_files(aside) and _read_marker(aside / MARKER) == MARKER_TEXT:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _settle(directory: Path) -> Path | None:
@@ -267,8 +328,7 @@ def _settle(directory: Path) -> Path | None:
         return None
     if os.path.lexists(directory):
         for aside in asides:
-            if _only_checkpoint_files(aside):
-                shutil.rmtree(aside, ignore_errors=True)
+            remove_checkpoint(aside)  # only a whole scoliotune checkpoint; anything else stays
         return None
     whole = [a for a in asides if HASHES in os.listdir(a)]
     if not whole:
@@ -345,17 +405,34 @@ class Checkpoint:
         return _load_tensor_bytes(_verified_bytes(self.directory, TRAINING_STATE, self.hashes), path)
 
 
-def load_tensors(path: Path) -> dict:
-    """torch.load restricted to tensors and plain containers; anything else is refused naming the file."""
-    return _load_tensor_bytes(read_regular_file(Path(path)), Path(path))
+def load_tensors(path: str | Path, *, follow_symlinks: bool = False) -> dict:
+    """torch.load restricted to tensors and plain containers, from a regular file of at most MAX_TENSOR_BYTES;
+    anything else is refused naming the file. `follow_symlinks=True` is for a file the user named (a foreign
+    checkpoint); files inside a checkpoint directory are never read through a link."""
+    path = Path(path)
+    data = read_bounded(path, MAX_TENSOR_BYTES, follow_symlinks=follow_symlinks, error=ContractError,
+                        cap_name="checkpoint.MAX_TENSOR_BYTES")
+    return _load_tensor_bytes(data, path)
 
 
 def _load_tensor_bytes(data: bytes, path: Path) -> dict:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise ContractError(f"{path}: not a plain tensor file, refused by weights_only loading "
-                            f"({str(exc).splitlines()[0][:200]})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise ContractError(f"{one_line(str(path))}: not a plain tensor file, refused by weights-only loading "
+                            f"({_torch_reason(exc)}); nothing in it was executed") from None
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """The one line of a torch.load error that says what was refused.
+
+    torch's message for a refused global spans several paragraphs and opens by suggesting a re-run with
+    `weights_only=False`, which would execute the file; that advice, and the documentation pointers, are dropped.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if "weights_only" not in line and "documentation" not in line.lower()]
+    reason = reasons[0] if reasons else type(exc).__name__
+    return one_line(reason[:200])
 
 
 def read_checkpoint(directory: str | Path) -> Checkpoint:
@@ -369,12 +446,9 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
     # Every listed file is checked; the two loaded here are loaded from the bytes that were checked.
     blobs = {name: _verified_bytes(directory, name, hashes) for name in hashes}
     blobs.pop(TRAINING_STATE, None)  # re-read and re-checked only when a resume asks for it
-    try:
-        contract = json.loads(blobs[CONTRACT])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ContractError(f"{directory / CONTRACT}: not valid JSON") from None
-    if not isinstance(contract, dict):
-        raise ContractError(f"{directory / CONTRACT}: not a JSON object")
+    contract = _parse_json(blobs[CONTRACT], directory / CONTRACT)
+    if not isinstance(contract, dict) or not isinstance(contract.get("config"), dict):
+        raise ContractError(f"{directory / CONTRACT}: not a JSON object with a 'config' object")
     if contract.get("format_version") != FORMAT_VERSION:
         raise ContractError(f"{directory / CONTRACT}: unsupported format_version {contract.get('format_version')}")
     if tuple(contract.get("class_names", ())) != CLASS_NAMES:

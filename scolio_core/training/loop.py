@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scolio_core import names
 from scolio_core.config import ExperimentConfig, TrainConfig
 from scolio_core.errors import ContractError
 from scolio_core.models import create_model
@@ -40,7 +41,6 @@ from scolio_core.training.metrics import flatten_metrics
 from scolio_core.training.parallel import DataParallel, SingleProcess
 
 Report = Callable[[dict, "Path | None"], None]
-SELECTION_METRIC = "val/macro_f1"  # model selection uses validation metrics only
 
 
 @dataclass
@@ -83,9 +83,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
 def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Path, report: Report,
                  resume_from: str | Path | None = None,
                  initial_model_state: dict[str, torch.Tensor] | None = None,
-                 provenance: dict | None = None, parallel: DataParallel | None = None) -> TrainResult:
+                 provenance: dict | None = None, parallel: DataParallel | None = None,
+                 select_metric: str = names.DEFAULT_METRIC) -> TrainResult:
     """Train `config` on `data`; see the module docstring. `initial_model_state` warm-starts (finetune);
-    `parallel` makes this process one rank of a data-parallel run (scolio_core/training/parallel.py)."""
+    `parallel` makes this process one rank of a data-parallel run (scolio_core/training/parallel.py).
+    `select_metric` picks the best checkpoint (`TrainResult.best_*`, kept on disk beside the latest): one of
+    `names.SELECTABLE_METRICS`, validation scores only, higher is better; a sweep passes its profile's metric."""
+    names.check_metric_name(select_metric)  # before any work: a typo would otherwise fail at the first evaluation
     cfg = config.train
     workdir = Path(workdir)
     ranks = parallel or SingleProcess()
@@ -147,22 +151,24 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
         done = iteration + 1
         if done % cfg.eval_every and done != cfg.iterations:
             continue
-        train_metrics = {f"train/{k}": v / steps_since_eval for k, v in ranks.mean(running, device).items()}
+        train_metrics = {names.split_metric(names.SPLIT_TRAIN, k): v / steps_since_eval
+                         for k, v in ranks.mean(running, device).items()}
         step_seconds = step_time / steps_since_eval
         running = dict.fromkeys(running, 0.0)
         steps_since_eval, step_time = 0, 0.0
         rank_state = ranks.gather_state(sampler)  # a collective in data-parallel runs: every rank calls it
         result.iterations = done
         if not ranks.lead:  # another rank evaluates and checkpoints; this one reports its train metrics
-            report(train_metrics | {"iteration": done}, None)
+            report(train_metrics | {names.METRIC_ITERATION: done}, None)
             continue
 
         predictions = predict_sequences(model, data.val, config, device, val_pav)
-        metrics = flatten_metrics(predictions.metrics(), "val")
+        metrics = flatten_metrics(predictions.metrics(), names.SPLIT_VAL)
         metrics.update(train_metrics)
-        metrics.update({"iteration": done, "lr": optimizer.param_groups[0]["lr"], "train/step_seconds": step_seconds})
+        metrics.update({names.METRIC_ITERATION: done, names.METRIC_LR: optimizer.param_groups[0]["lr"],
+                        names.METRIC_TRAIN_STEP_SECONDS: step_seconds})
         ckpt_dir = workdir / "checkpoints" / f"iter_{done:07d}"
-        if metrics[SELECTION_METRIC] > result.best_metrics.get(SELECTION_METRIC, -1.0):
+        if metrics[select_metric] > result.best_metrics.get(select_metric, -1.0):
             result.best_metrics, result.best_checkpoint = dict(metrics), ckpt_dir
         training_state = {
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -18,7 +18,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from scolio_core import CLASS_NAMES
+from scolio_core import CLASS_NAMES, names
 
 LABELS = list(range(len(CLASS_NAMES)))
 NEGATIVE = CLASS_NAMES.index("negative")
@@ -165,13 +165,14 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
             for sub, item in value.items():
                 put(f"{key}/{sub}", item)
         elif key == "confusion_matrix" or key.endswith("/confusion_matrix"):
-            base = key[: -len("confusion_matrix")] + "confusion"
+            base = key[: -len("confusion_matrix")] + names.CONFUSION
             for t, row in enumerate(value):
                 for p, count in enumerate(row):
                     put(f"{base}/{CLASS_NAMES[t]}_as_{CLASS_NAMES[p]}", count)
         elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
                 isinstance(v, (int, float)) for v in value):
-            flat[f"{name}/ci_low"], flat[f"{name}/ci_high"] = float(value[0]), float(value[1])
+            low, high = names.ci_metrics(name)
+            flat[low], flat[high] = float(value[0]), float(value[1])
         elif isinstance(value, (bool, int, float, np.integer, np.floating)):
             flat[name] = float(value)
         else:

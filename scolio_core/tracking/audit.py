@@ -1,0 +1,274 @@
+"""The audit of a sweep's record: was the winner selected on val, and how often was test looked at?
+
+    audit = audit_sweep(resolve_tracking_uri(None), "repr-sweep")   # scolio audit
+    print(audit["verdict"])                                          # format_audit(audit)
+
+Reads only the MLflow record (tracking/record.py). `problems` non-empty means not clean: test evaluated more
+than once, selection not on val or not the best val trial, a confirmation that does not follow its declared
+rule, or test data that does not match the winner's checkpoint contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from scolio_core import names
+from scolio_core.tracking.record import (
+    SweepRecord,
+    Trial,
+    config_key,
+    confirmation_record,
+    download_json,
+    load_sweep,
+    test_set_looks,
+)
+
+_TIE = 1e-9  # scores closer than this count as equal when checking the selection
+
+
+def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFAULT_EXPERIMENT,
+                record: SweepRecord | None = None) -> dict:
+    """What the record says about selection and test use; `problems` non-empty means not clean."""
+    record = record or load_sweep(tracking_uri, sweep_name, experiment)
+    tags, problems, warnings = record.tags, [], []
+    metric, mode = record.metric, record.mode
+    selection_split = tags.get(names.TAG_SELECTION_SPLIT)
+    if selection_split != names.SPLIT_VAL:
+        problems.append(f"the winner was selected on {selection_split!r}, not 'val'" if selection_split
+                        else f"the selection split ({names.TAG_SELECTION_SPLIT}) is not recorded")
+
+    winner = record.winner()
+    scores = {t.run_id: t.best(metric, mode)[1] for t in record.trials}
+    scored = {k: v for k, v in scores.items() if not math.isnan(v)}
+    best_value = (max if mode == "max" else min)(scored.values()) if scored else math.nan
+    best_runs = [k for k, v in scored.items() if abs(v - best_value) <= _TIE]
+    winner_value = scores.get(winner.run_id, math.nan) if winner else math.nan
+    winner_is_best = bool(winner and winner.run_id in best_runs)
+    confirmed = confirmation_record(record)
+    if winner is None:
+        problems.append(f"no winner recorded ({names.TAG_SELECTED_RUN_ID} / {names.TAG_SELECTED_TRIAL} "
+                        "name no child run of this sweep)")
+    elif confirmed is not None:  # selected by the confirmation's rule, not as the search's best trial
+        found = confirmation_problems(record, confirmed)
+        problems.extend(found)
+        winner_is_best = not found
+        winner_value = winner.best(metric, mode)[1]
+    elif not winner_is_best:
+        better = next(t for t in record.trials if t.run_id == best_runs[0])
+        problems.append(f"the selected trial {winner.trial_id} has best {metric} = {winner_value:.4f}, but trial "
+                        f"{better.trial_id} (run {better.run_id}) reached {best_value:.4f}")
+
+    from scolio_core.evaluation.lockbox import evaluation_count
+
+    opened = [e for e in record.ledger if e.get("state") == "opened"]
+    completed_attempts = {e.get("attempt") for e in record.ledger if e.get("state") == "completed"}
+    evaluations = max(evaluation_count(record.ledger), int(tags.get(names.TAG_LOCKBOX_EVALUATIONS, 0) or 0))
+    # The test set's own ledger sees every entry point: this study's looks, looks at its checkpoints by
+    # others (e.g. `scolio eval --reopen` on the winner), and other studies' looks before its first one.
+    looks = test_set_looks(tracking_uri, record)
+    study = tags.get(names.TAG_STUDY) or record.name  # a finetune stage belongs to its baseline's study
+    own = [look for look in looks if look.get("study") == study]
+    own_hashes = {look.get("checkpoint_hash") for look in own}
+    first_own = min((look["look"] for look in own), default=None)
+    relooks = [look for look in looks if look.get("study") != study and first_own is not None
+               and look["look"] > first_own and look.get("checkpoint_hash") in own_hashes]
+    evaluations = max(evaluations, len(own) + len(relooks))
+    seen_before = [look for look in looks if look.get("study") != study
+                   and (first_own is None or look["look"] < first_own)]
+    if own and seen_before:
+        problems.append(f"the test set had been looked at {len(seen_before)} time(s) before this study's first "
+                        "look (" + "; ".join(_look_line(look) for look in seen_before) + "): not a first look")
+    for look in relooks:
+        problems.append(f"look {look['look']} evaluated this study's checkpoint again: {_look_line(look)}")
+    reopened = sorted(e["attempt"] for e in opened if e.get("reopened"))
+    if evaluations > 1:
+        problems.append(f"the test set was evaluated {evaluations} times"
+                        + (f" (reopened attempt(s): {', '.join(map(str, reopened))})" if reopened else ""))
+    for entry in opened:
+        if entry.get("attempt") not in completed_attempts:
+            warnings.append(f"test attempt {entry.get('attempt')} was opened but never completed "
+                            "(its results may have been seen)")
+    if evaluations == 0:
+        if any(k.startswith(names.TEST_METRIC_PREFIX) for k in record.parent.data.metrics):
+            problems.append("test metrics are recorded on the parent run without any lockbox ledger entry")
+        else:
+            warnings.append("the test set has not been evaluated yet")
+
+    split_fp = tags.get(names.TAG_SPLIT_FINGERPRINT)
+    for entry in opened:
+        if split_fp and entry.get("split_fingerprint") != split_fp:
+            problems.append(f"test attempt {entry['attempt']} ran on split {str(entry.get('split_fingerprint'))[:12]}, "
+                            f"the sweep's split is {split_fp[:12]}")
+        if entry.get("contract_overrides"):
+            problems.append(f"test attempt {entry['attempt']} overrode the checkpoint contract: "
+                            + "; ".join(map(str, entry["contract_overrides"])))
+
+    contract_info: dict[str, Any] = {"found": False}
+    if winner is not None:
+        contract = download_json(tracking_uri, winner.run_id, f"{names.ARTIFACT_CHECKPOINT}/contract.json")
+        if contract is None:
+            (problems if evaluations else warnings).append(
+                f"the winner's run {winner.run_id} has no checkpoint/contract.json artifact: the tested data "
+                "cannot be checked against its contract")
+        else:
+            contract_fp = (contract.get("split") or {}).get("fingerprint")
+            contract_info = {"found": True, "trainval_fingerprint": contract_fp,
+                             "partition": (contract.get("split") or {}).get("partition")}
+            expected = {f"test attempt {e['attempt']}": e.get("trainval_fingerprint") for e in opened}
+            if tags.get(names.TAG_TRAINVAL_FINGERPRINT):
+                expected[f"the sweep ({names.TAG_TRAINVAL_FINGERPRINT})"] = tags[names.TAG_TRAINVAL_FINGERPRINT]
+            for where, fingerprint in expected.items():
+                if fingerprint != contract_fp:
+                    problems.append(f"contract mismatch: the winner's checkpoint was trained on train/val split "
+                                    f"{str(contract_fp)[:12]}, {where} used {str(fingerprint)[:12]}")
+            hashes = download_json(tracking_uri, winner.run_id, f"{names.ARTIFACT_CHECKPOINT}/hashes.json")
+            if hashes is not None:
+                # Same formula as scolio_core.training.checkpoint.checkpoint_hash, which the lockbox records.
+                digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+                contract_info["checkpoint_hash"] = digest
+                for entry in opened:
+                    if entry.get("checkpoint_hash") and entry["checkpoint_hash"] != digest:
+                        problems.append(f"test attempt {entry['attempt']} evaluated checkpoint "
+                                        f"{entry['checkpoint_hash'][:12]}, not the winner's logged checkpoint "
+                                        f"{digest[:12]}")
+    audit = {
+        "sweep": record.name, "parent_run_id": record.parent.info.run_id, "selection_split": selection_split,
+        "selection_metric": metric, "mode": mode, "trials": len(record.trials),
+        "selected_trial": winner.trial_id if winner else tags.get(names.TAG_SELECTED_TRIAL),
+        "selected_run_id": winner.run_id if winner else tags.get(names.TAG_SELECTED_RUN_ID),
+        "winner_value": _finite(winner_value), "best_value": _finite(best_value), "best_run_ids": best_runs,
+        "winner_is_best_by_val": winner_is_best, "test_evaluations": evaluations, "reopened_attempts": reopened,
+        "ledger": [{k: e.get(k) for k in ("attempt", "state", "reopened", "time", "checkpoint_hash",
+                                          "split_fingerprint", "trainval_fingerprint", "contract_overrides")}
+                   for e in record.ledger],
+        "test_set": tags.get(names.TAG_TEST_SET),
+        "test_set_looks": [{k: look.get(k) for k in ("look", "state", "study", "entry_point", "time", "checkpoint_hash",
+                                                      "reopened", "seen_before", "input", "model", "n_test")}
+                           for look in looks],
+        "split_fingerprint": split_fp, "trainval_fingerprint": tags.get(names.TAG_TRAINVAL_FINGERPRINT),
+        "contract": contract_info, "problems": problems, "warnings": warnings, "clean": not problems,
+        "confirmation": _confirmation_audit(confirmed),
+    }
+    audit["verdict"] = format_audit(audit)
+    return audit
+
+
+def confirmation_problems(record: SweepRecord, confirmed: dict) -> list[str]:
+    """Check a confirmed selection against the runs themselves: the candidates are the search's top distinct
+    configurations by val, each has a run per seed, the chosen one has the best mean of those runs' best vals
+    (a tie goes to the better search rank), and the winner is its first seed's run (the declared rule)."""
+    metric, mode = record.metric, record.mode
+    sign = 1.0 if mode == "max" else -1.0
+    problems: list[str] = []
+    rows = confirmed.get("candidates") or []
+    search = {t.trial_id: t for t in record.trials}
+    candidates = [row["search_trial"] for row in rows]
+    unknown = [c for c in candidates if c not in search]
+    if unknown or not rows:
+        return [f"the confirmation names search trial(s) {unknown or 'none'} that are not trials of this sweep"]
+    lowest = min(sign * search[c].best(metric, mode)[1] for c in candidates)
+    taken = {config_key(search[c], record.searched) for c in candidates}
+    for trial in record.trials:
+        score = sign * trial.best(metric, mode)[1]
+        if trial.trial_id not in candidates and config_key(trial, record.searched) not in taken \
+                and score > lowest + _TIE:
+            problems.append(f"search trial {trial.trial_id} ({metric} {sign * score:.4f}) outranks a confirmed "
+                            "candidate but was not confirmed")
+    runs: dict[str, dict[int, Trial]] = {c: {} for c in candidates}
+    for trial in record.confirmations:
+        candidate = trial.run.data.tags.get(names.TAG_CONFIRM_CANDIDATE)
+        if candidate in runs:
+            runs[candidate][int(trial.params.get("train.seed", -1))] = trial
+    seeds = [int(s) for s in confirmed.get("seeds", [])]
+    means = {}
+    for rank, candidate in enumerate(candidates):
+        if sorted(runs[candidate]) != seeds:
+            problems.append(f"candidate {candidate} has confirmation runs for seeds {sorted(runs[candidate])}, "
+                            f"not {seeds}")
+            continue
+        means[candidate] = (sum(t.best(metric, mode)[1] for t in runs[candidate].values()) / len(seeds), rank)
+    if len(means) == len(candidates):
+        best = min(means, key=lambda c: (-sign * means[c][0], means[c][1]))
+        chosen = confirmed.get("chosen")
+        if chosen != best and abs(means[best][0] - means.get(chosen, (math.nan,))[0]) > _TIE:
+            problems.append(f"the confirmation chose {chosen}, but candidate {best} has the best mean {metric} "
+                            f"over its confirmation runs ({means[best][0]:.4f})")
+        tested = runs.get(chosen, {}).get(seeds[0]) if seeds else None
+        winner = record.winner()
+        if tested is None or winner is None or winner.run_id != tested.run_id:
+            problems.append(f"the selected run is not the chosen configuration's first confirmation seed (the "
+                            f"declared rule): selected {winner.run_id if winner else None}, rule names "
+                            f"{tested.run_id if tested else None}")
+    return problems
+
+
+def _look_line(look: dict) -> str:
+    return (f"look {look.get('look')} by {look.get('entry_point', '?')} {look.get('study', '?')!r} at "
+            f"{look.get('time', '?')}, checkpoint {str(look.get('checkpoint_hash'))[:12]}"
+            + (", REOPENED" if look.get("reopened") else "") + ("" if look.get("state") == "completed"
+                                                                 else ", never completed"))
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _confirmation_audit(confirmed: dict | None) -> dict | None:
+    """What the audit reports of a confirmed selection: the chosen candidate, its mean and the seeds."""
+    if confirmed is None:
+        return None
+    rows = {row.get("search_trial"): row for row in confirmed.get("candidates") or []}
+    chosen = rows.get(confirmed.get("chosen"), {})
+    return {"chosen_search_trial": confirmed.get("chosen"), "chosen_label": chosen.get("label"),
+            "chosen_mean": chosen.get("mean"), "seeds": confirmed.get("seeds"), "candidates": len(rows)}
+
+
+def format_audit(audit: dict) -> str:
+    """A short plain-language verdict."""
+    n = audit["test_evaluations"]
+    confirmation = audit.get("confirmation")
+    lines = [f"Audit of sweep {audit['sweep']!r} ({audit['trials']} trials, parent run {audit['parent_run_id']}):"]
+    if confirmation:
+        lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}, "
+                     f"{audit['selection_metric']} {_number(audit['winner_value'])}), the first confirmation seed of "
+                     f"{confirmation['chosen_label']} (search trial {confirmation['chosen_search_trial']}), chosen "
+                     f"among the top {confirmation['candidates']} by its mean over seeds {confirmation['seeds']}: "
+                     f"{_number(confirmation['chosen_mean'])}; best search trial {_number(audit['best_value'])}")
+    else:
+        lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}), selected on "
+                     f"{audit['selection_split'] or 'an unrecorded split'} by {audit['selection_metric']} "
+                     f"({audit['mode']}): {_number(audit['winner_value'])}; "
+                     f"best of all trials {_number(audit['best_value'])}")
+    lines.append(f"- test set evaluated {n} time(s)" + (" (one-shot)" if n == 1 else "")
+                 + (f"; reopened attempts {audit['reopened_attempts']}" if audit["reopened_attempts"] else ""))
+    lines.append(f"- split fingerprint {audit['split_fingerprint'] or 'not recorded'}; train/val fingerprint "
+                 f"{audit['trainval_fingerprint'] or 'not recorded'}")
+    if audit.get("test_set_looks"):
+        lines.append(f"- test set {str(audit['test_set'])[:16]}: {len(audit['test_set_looks'])} look(s) by any "
+                     "entry point in this tracking store:")
+        lines.extend(f"    {_look_line(look)}" for look in audit["test_set_looks"])
+    contract = audit["contract"]
+    if contract.get("found"):
+        lines.append(f"- winner's contract: train/val fingerprint {contract['trainval_fingerprint']}")
+    for warning in audit["warnings"]:
+        lines.append(f"- note: {warning}")
+    if audit["problems"]:
+        lines.append(f"VERDICT: {len(audit['problems'])} PROBLEM(S) FOUND")
+        lines.extend(f"  ! {p}" for p in audit["problems"])
+    elif confirmation:
+        lines.append("VERDICT: CLEAN: the winner was chosen on val by the confirmation's mean over new seeds, it is "
+                     "the seed the declared rule names, and test was looked at no more than once with the data its "
+                     "contract names.")
+    else:
+        lines.append("VERDICT: CLEAN: the winner was chosen on val, it is the best trial by val, and test was "
+                     "looked at no more than once with the data its contract names.")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,1 @@
+"""The search space, searchers and early-stopping schedulers."""

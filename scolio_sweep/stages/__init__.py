@@ -1,0 +1,1 @@
+"""The driver stages, in order: prepare -> run -> confirm -> finish."""
