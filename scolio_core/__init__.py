@@ -1,7 +1,8 @@
 """scolio_core: the scoliotune library (data, rendering, models, training loop, checkpoints, CLI).
 
-Layering (a lower layer never imports a higher one):
-data (dataset, partitions, synth) -> render / pav -> models -> train loop -> trainables -> sweeps.
+Layering (a lower layer never imports a higher one; tests/test_layers.py enforces it):
+config, errors, names, provenance -> data -> render -> models -> training -> evaluation -> tracking -> cli,
+then the sweep side in scolio_sweep (trainables -> search -> settings -> engine -> stages -> studies -> cli).
 """
 
 __version__ = "0.1.0"

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-import yaml
-
 from scolio_core.errors import ConfigError
-from scolio_core.safe_yaml import brief, cut
+from scolio_core.safe_yaml import brief, cut, load_yaml_file, load_yaml_text
 
 _Section = TypeVar("_Section")
 
@@ -346,19 +344,14 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = load_yaml_text(value, f"--set {cut(key.strip(), 60)}")
     return overrides
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read a YAML config file; errors name the file."""
     path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    values = load_yaml_file(path) or {}  # bounded: size, depth, no aliases; errors name the file
     try:
         return ExperimentConfig.from_dict(values)
     except ConfigError as exc:

@@ -24,7 +24,7 @@ import yaml
 from scolio_core.errors import ConfigError
 
 MAX_YAML_BYTES = 1 << 20  # the largest profile is ~3 KB; a cap keeps a hostile file from filling memory
-MAX_DEPTH = 16  # a profile nests 3 levels (search -> key -> distribution -> list)
+MAX_DEPTH = 16  # a profile nests 4 levels (search -> key -> distribution -> list)
 MAX_NODES = 20_000  # scalars + lists + mappings in one document; profiles hold a few hundred
 BRIEF_CHARS = 80
 

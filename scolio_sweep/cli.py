@@ -11,7 +11,6 @@ from typing import Any
 from scolio_core.config import parse_assignments
 from scolio_core.errors import ScolioError
 from scolio_core.names import DEFAULT_EXPERIMENT
-from scolio_core.safe_yaml import cut, load_yaml_text
 from scolio_core.tracking.store import resolve_tracking_uri
 from scolio_sweep.settings.profile import SweepProfile, apply_overrides, load_profile
 from scolio_sweep.settings.run_settings import SweepSettings, check_name, check_output_dirs
@@ -69,20 +68,11 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
     return settings
 
 
-def set_flags(items: list[str]) -> dict[str, Any]:
-    """`--set KEY=VALUE` flags as {dotted key: value}. Each value goes through the bounded YAML loader first:
-    parse_assignments' yaml.safe_load would expand an alias bomb (scolio_core/safe_yaml.py)."""
-    for item in items:
-        key, _, value = item.partition("=")
-        load_yaml_text(value, f"--set {cut(key.strip(), 60)}")
-    return parse_assignments(items)
-
-
 def profile_from_args(args: argparse.Namespace) -> SweepProfile:
     """The profile named by --profile with the budget, resource and --set flags applied (all checked)."""
     return apply_overrides(load_profile(args.profile), num_samples=getattr(args, "num_samples", None),
                            max_concurrent_trials=args.max_concurrent_trials, gpus_per_trial=args.gpus_per_trial,
-                           cpus_per_trial=args.cpus_per_trial, fixed=set_flags(args.set),
+                           cpus_per_trial=args.cpus_per_trial, fixed=parse_assignments(args.set),
                            confirm_candidates=getattr(args, "confirm_candidates", None),
                            confirm_seeds=getattr(args, "confirm_seeds", None))
 

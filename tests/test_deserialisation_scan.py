@@ -68,6 +68,9 @@ ALLOWED = {
     # Same boundary, nothing beyond it: Ray reads the pickled error a trial left in its storage_path directory
     # (only when no text error file exists). Whoever can plant it there can already plant tuner.pkl.
     ("scolio_sweep/engine/callbacks.py", ".get_pickled_error"),
+    # The one checked model load: registry.load_registered_model verifies the downloaded MLmodel (code-loaded
+    # python_function only, no pickle/code/data path) and pyfunc_model.py's sha256 before calling it.
+    ("scolio_core/tracking/registry.py", "mlflow.pyfunc.load_model"),
 }
 
 

@@ -26,7 +26,7 @@ from test_registry import _checkpoint, store  # noqa: F401  (the registry tests'
 from scolio_core import names
 from scolio_core.errors import ConfigError, ContractError, WorkdirError
 from scolio_core.safe_yaml import load_yaml_text
-from scolio_sweep.engine.storage import OWNED_MARKER, check_replaceable, claim_folder, remove_owned
+from scolio_sweep.engine.storage import OWNED_MARKER, check_replaceable, claim_folder
 from scolio_sweep.settings.profile import apply_overrides, load_profile
 from scolio_sweep.settings.run_settings import check_name, check_output_dirs
 
@@ -83,13 +83,15 @@ def _limit_address_space() -> None:
 
 
 def run_script(work: Path, *args: str, script: str = "representation.py") -> Refusal:
-    """Run sweeps/<script> in `work` with the isolated stores; its own exit code, stderr, wall time, peak RSS."""
+    """Run sweeps/<script> in `work` with the isolated stores; its own exit code, stderr, wall time, peak RSS.
+    With `script` "", `args` start with python's own (`-c CODE ...`) and the store flags come last."""
     io = work.parent
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = str(io / "raytmp")
-    command = [sys.executable, str(ROOT / "sweeps" / script), "--tracking-uri", f"sqlite:///{io / 'mlflow.db'}",
-               "--storage-path", str(work / "ray"), "--results-dir", str(work / "results"),
-               "--cache-dir", str(io / "cache"), *args]
+    stores = ["--tracking-uri", f"sqlite:///{io / 'mlflow.db'}", "--storage-path", str(work / "ray"),
+              "--results-dir", str(work / "results"), "--cache-dir", str(io / "cache")]
+    command = ([sys.executable, str(ROOT / "sweeps" / script), *stores, *args] if script
+               else [sys.executable, *args, *stores])
     with open(io / "stderr.txt", "w") as err:
         start = time.monotonic()
         process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=err,
@@ -187,12 +189,6 @@ def test_nan_cpus_in_a_profile_are_refused_before_ray(work):
     assert_refused(run_script(work, "--profile", str(path)), work, before, "resources.cpus_per_trial", "finite")
 
 
-def test_nan_gpus_on_the_command_line_are_refused_before_ray(work):
-    before = _snapshot(work)
-    assert_refused(run_script(work, "--profile", "smoke", "--gpus-per-trial", "nan"), work, before,
-                   "resources.gpus_per_trial", "finite")
-
-
 def test_a_point_outside_its_choice_is_refused_before_ray(work):
     path = profile_with(work, "  - {input.representation: body-only,", "  - {input.representation: bodyonly,")
     before = _snapshot(work)
@@ -257,15 +253,27 @@ def test_a_name_that_climbs_out_of_the_storage_path_is_refused(work):
     assert_refused(refusal, work, before, "--name '../victim'")
 
 
-@pytest.mark.parametrize("script, label, extra", [
-    ("finetune.py", "finetune sweep", ("--profile", "finetune_smoke", "--from-sweep", "../victim")),
-    ("table.py", "partition table", ("--recipe", "table_smoke", "--name", "..")),
-    ("drf.py", "drf comparison", ("--profile", "drf_smoke", "--name", "x" * 500)),
-])
-def test_every_script_checks_its_names_the_same_way(work, script, label, extra):
+# The other entry scripts' own main(), run one after another in one interpreter (one import of torch, not three).
+OTHER_SCRIPTS = """
+import runpy, sys
+for script, argv in [("finetune.py", ["--profile", "finetune_smoke", "--from-sweep", "../victim"]),
+                     ("table.py", ["--recipe", "table_smoke", "--name", ".."]),
+                     ("drf.py", ["--profile", "drf_smoke", "--name", "x" * 500])]:
+    main = runpy.run_path(f"{sys.argv[1]}/{script}", run_name="entry")["main"]
+    print(script, main(argv + sys.argv[2:]), file=sys.stderr, flush=True)
+"""
+
+
+def test_every_script_checks_its_names_the_same_way(work):
     before = _snapshot(work)
-    refusal = run_script(work, *extra, script=script)
-    assert_refused(refusal, work, before, "a name must be", label=label)
+    refusal = run_script(work, "-c", OTHER_SCRIPTS, str(ROOT / "sweeps"), script="")
+    lines = refusal.stderr.strip().splitlines()
+    assert refusal.code == 0 and len(lines) == 6, refusal.stderr[-3000:]
+    for (error, done), label in zip(zip(lines[::2], lines[1::2]), ("finetune sweep", "partition table",
+                                                                  "drf comparison")):
+        assert error.startswith(f"{label}: error: ") and "a name must be" in error and done.endswith(" 2"), lines
+    assert refusal.max_rss_bytes < MAX_RSS_BYTES and refusal.wall_s < MAX_WALL_S
+    assert not (work / "ray").exists() and _snapshot(work) == before
 
 
 def test_a_results_folder_scoliotune_did_not_write_is_never_overwritten(work):
@@ -280,18 +288,31 @@ def test_unsafe_names_are_refused(name):
         check_name(name, "--name")
 
 
-def test_only_folders_scoliotune_marked_are_deleted(tmp_path):
-    user = tmp_path / "winner_checkpoint"
+def test_only_folders_scoliotune_marked_are_rewritten(tmp_path):
+    user = tmp_path / "results"
     user.mkdir()
-    (user / "user_notes.txt").write_text("keep")
-    with pytest.raises(WorkdirError, match="user_notes.txt"):
-        remove_owned(user, "the winner's checkpoint")
-    assert (user / "user_notes.txt").read_text() == "keep"
+    (user / "notes.txt").write_text("keep")
+    with pytest.raises(WorkdirError, match="notes.txt"):
+        claim_folder(user, "this sweep's results")
+    assert [p.name for p in user.iterdir()] == ["notes.txt"]
     ours = claim_folder(tmp_path / "ours", "a test")
-    (ours / "weights.pt").write_bytes(b"x")
+    (ours / "summary.md").write_text("x")
     check_replaceable(ours, "a test")
-    remove_owned(ours, "a test")
-    assert not ours.exists() and (OWNED_MARKER not in {p.name for p in tmp_path.iterdir()})
+    assert (ours / OWNED_MARKER).is_file()
+
+
+def test_a_winner_checkpoint_folder_that_is_not_a_checkpoint_is_refused_before_compute(tmp_path):
+    from scolio_sweep.settings.run_settings import SweepSettings
+    from scolio_sweep.stages.prepare import prepare_sweep
+
+    user = tmp_path / "ray" / "victim" / "winner_checkpoint"
+    user.mkdir(parents=True)
+    (user / "user_notes.txt").write_text("keep")
+    settings = SweepSettings(name="victim", storage_path=str(tmp_path / "ray"), results_dir=str(tmp_path / "r"),
+                             cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ContractError, match="user_notes.txt"):
+        prepare_sweep(load_profile("smoke"), settings, "representation")
+    assert (user / "user_notes.txt").read_text() == "keep" and not (tmp_path / "cache").exists()
 
 
 # -------------------------------------------------- finding 7: results and storage never overlap

@@ -369,9 +369,15 @@ def test_a_val_carve_of_the_test_ids_is_a_test_look(sweep, tmp_path):
     swapped = tmp_path / "swapped.json"
     swapped.write_text(json.dumps({"TRAIN_SET": partition["TEST_SET"], "TEST_SET": partition["TRAIN_SET"]}))
     ledger_before = {e.name for e in _look_experiments(workdir)}
-    done = scolio(workdir, "eval", "--checkpoint", str(workdir / "ray_results" / "e2e" / "winner_checkpoint"),
-                  "--data-root", str(data_root), "--partition", str(swapped), "--split", "val",
-                  "--override-contract", "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", "--json")
+    evaluate = ["eval", "--checkpoint", str(workdir / "ray_results" / "e2e" / "winner_checkpoint"),
+                "--data-root", str(data_root), "--partition", str(swapped), "--split", "val",
+                "--override-contract", "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", "--json"]
+    # Those ids were scored by the sweep's look (issue 26: a look is decided on its ids, not its exact set):
+    # refused like any second look, and recorded as one with --reopen.
+    refused = scolio(workdir, *evaluate)
+    assert refused.returncode == 2 and "study 'e2e'" in refused.stderr, refused.stderr
+    assert {e.name for e in _look_experiments(workdir)} == ledger_before
+    done = scolio(workdir, *evaluate, "--reopen")
     assert done.returncode == 0, done.stderr
     assert "a test look" in json.loads(done.stdout)["label"]
     new = [e for e in _look_experiments(workdir) if e.name not in ledger_before]

@@ -5,8 +5,14 @@
 
 Any evaluation on ids that are not the checkpoint's own val ids — the test split, or a "val" split carved
 from another partition, or any split for an imported checkpoint that records none — is a test look: it
-goes through the lockbox and its ledger (the tracking store's, shared with the sweeps; `--ledger FILE` for
-work without MLflow), whatever `--override-contract` says.
+goes through the lockbox and its ledger, whatever `--override-contract` says. So is an evaluation on the
+checkpoint's own val ids when some of them are test ids that a look in the ledger scored.
+
+Which ledger (scolio_core.tracking.ledger.choose_ledger): a checkpoint made by a study records that study's
+ledger and is evaluated there — `--tracking-uri` or `--ledger` naming another one is refused unless
+`--ledger-override` (the look is then recorded in both), and no environment variable changes it. Otherwise:
+`--ledger FILE` (work without MLflow), `--tracking-uri`, $MLFLOW_TRACKING_URI, or the default store, named in
+every refusal.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "else mlflow.db in the checkout root: the store your sweeps use)")
     parser.add_argument("--ledger", metavar="FILE",
                         help="record looks in this JSON-lines file instead of MLflow (work without MLflow)")
+    parser.add_argument("--ledger-override", action="store_true",
+                        help="for a checkpoint that records its study's ledger: also record the look in the ledger "
+                             "--tracking-uri/--ledger names (it is recorded in the study's ledger as well)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto uses CUDA when present (default auto)")
 
@@ -58,17 +67,25 @@ def own_val_ids(checkpoint) -> frozenset[str]:
     return frozenset(checkpoint.split.val) if checkpoint.split is not None else frozenset()
 
 
-def pick_ledger(args: argparse.Namespace):
-    """`--ledger FILE`, else the test-set ledger of the tracking store the sweeps use (`--tracking-uri`, else
-    $MLFLOW_TRACKING_URI, else the checkout's mlflow.db: tracking/store.py). Only a flag picks a file ledger."""
-    if args.ledger:
-        from scolio_core.evaluation.lockbox import FileLedger
+def pick_ledger(args: argparse.Namespace, checkpoint=None):
+    """The ledger this evaluation records its look in (scolio_core.tracking.ledger.choose_ledger)."""
+    from scolio_core.tracking.ledger import choose_ledger
 
-        return FileLedger(args.ledger)
-    from scolio_core.tracking.ledger import MlflowLedger
-    from scolio_core.tracking.store import resolve_tracking_uri
+    return choose_ledger(checkpoint=checkpoint, tracking_uri=args.tracking_uri, ledger_file=args.ledger,
+                         override=getattr(args, "ledger_override", False))
 
-    return MlflowLedger(resolve_tracking_uri(args.tracking_uri))
+
+def scores_test_ids(choice, ids, data_root: str) -> bool:
+    """Whether a look in the chosen ledger scored any of `ids` (never creates a store that is not there)."""
+    from scolio_core import names
+    from scolio_core.evaluation.lockbox import dataset_identity, kind_of, touched
+    from scolio_core.tracking.ledger import existing_store
+
+    if not existing_store(choice.location):
+        return False
+    wanted, dataset = frozenset(ids), dataset_identity(data_root)
+    return any(touched(look, wanted, dataset=dataset) for look in choice.ledger.all_looks()
+               if kind_of(look) == names.LOOK_KIND_TEST)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,16 +100,24 @@ def run(args: argparse.Namespace) -> int:
         "train.device": args.device})
     split = resolve_split(config)
     ids = split.test if args.split == "test" else split.val
-    if args.split == "test" or not set(ids) <= own_val_ids(checkpoint):
+    choice = pick_ledger(args, checkpoint)
+    own_val = set(ids) <= own_val_ids(checkpoint)
+    if args.split == "test" or not own_val or scores_test_ids(choice, ids, config.data.root):
+        from scolio_core.errors import LockboxError
         from scolio_core.evaluation.lockbox import evaluate_test_once
 
-        result = evaluate_test_once(checkpoint, config, split, pick_ledger(args), entry_point="scolio eval",
-                                    reopen=args.reopen, override_contract=args.override_contract, ids=ids,
-                                    split_name=args.split)
+        try:
+            result = evaluate_test_once(checkpoint, config, split, choice.ledger, entry_point="scolio eval",
+                                        reopen=args.reopen, override_contract=args.override_contract, ids=ids,
+                                        split_name=args.split)
+        except LockboxError as exc:
+            raise LockboxError(f"{exc} [{choice.describe()}]") from None
         metrics, overrides, matrix = result.metrics, result.contract_overrides, result.confusion_matrix
-        what = "TEST" if args.split == "test" else "VAL IDS OUTSIDE THE CHECKPOINT'S OWN VAL: a test look"
-        label = f"{what} (one-shot, look {result.look} of this set)" if not result.reopened else \
-            f"{what} — REOPENED (look {result.look}; not a clean one-shot estimate)"
+        what = ("TEST" if args.split == "test" else
+                "VAL IDS OUTSIDE THE CHECKPOINT'S OWN VAL: a test look" if not own_val else
+                "VAL IDS THAT ARE TEST IDS OF A LOOK IN THE LEDGER: a test look")
+        label = f"{what} (one-shot, look {result.look} in {choice.location})" if not result.reopened else \
+            f"{what} — REOPENED (look {result.look} in {choice.location}; not a clean one-shot estimate)"
     else:
         from scolio_core.evaluation.contract import check_contract
         from scolio_core.evaluation.predict import predict_checkpoint

@@ -1,6 +1,6 @@
 """`scolio`: the command-line entry point.
 
-An explicit table of subcommands. Each lives in `scolio_core/commands/<module>.py`, which defines
+An explicit table of subcommands. Each lives in `scolio_core/cli/<module>.py`, which defines
 `add_arguments(parser)` and `run(args) -> int`; its module docstring's first line is the one-line help.
 Modules are imported only when their command runs, so `scolio --help` stays fast (no torch import).
 Errors (ScolioError, OSError) print as one line with control characters escaped (`error_line`);

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="DIR", help="checkpoint directory of this run to resume from")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set input.sigma=4 (repeatable)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store whose test-set ledger is checked: training or validating on ids that a "
+                             "study's look scored is refused (default $MLFLOW_TRACKING_URI, else the default store)")
 
 
 def apply_overrides(config: ExperimentConfig, data_root: str | None, assignments: list[str]) -> ExperimentConfig:
@@ -133,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
 
     split = resolve_split(config)
     validate_trainval(config, split)
+    from scolio_core.tracking.guard import check_training_split
+
+    check_training_split(args.tracking_uri, split, config.data.root)  # ids a study's look scored: refused
     workdir.mkdir(parents=True, exist_ok=True)
     _write_owned(workdir, "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     _write_owned(workdir, "trainval.json", split.trainval().to_json())

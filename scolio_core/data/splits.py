@@ -26,7 +26,7 @@ from scolio_core.errors import ConfigError, DataError
 
 _ID_PATTERN = re.compile(r"\d{5}")
 _MAX_LISTED = 5
-# Partition files and split manifests list ~1,500 ids (~30 KB, 3 levels deep); these bound a hostile one at
+# Partition files and split manifests list ~1,500 ids (~30 KB, 2 levels deep); these bound a hostile one at
 # ~70x the release, so that 16 MiB of `[[],[],...]` (5.6 M lists, 1 GB) is refused before it is parsed.
 MAX_JSON_BYTES = 2 * 1024 * 1024
 MAX_JSON_VALUES = 200_000

@@ -68,7 +68,8 @@ from scolio_core.data.splits import Split, TrainValSplit
 from scolio_core.errors import DataError, LockboxError
 from scolio_core.evaluation.contract import check_contract
 from scolio_core.evaluation.predict import predict_checkpoint
-from scolio_core.training.checkpoint import Checkpoint, checkpoint_hash, git_commit
+from scolio_core.provenance import git_commit
+from scolio_core.training.checkpoint import Checkpoint, checkpoint_hash
 from scolio_core.training.inference import Predictions
 from scolio_core.training.metrics import bootstrap_ci, flatten_metrics
 
@@ -123,9 +124,23 @@ def ids_of(look: Mapping) -> frozenset[str] | None:
     return frozenset(str(pair[0]) for pair in pairs)
 
 
-def touched(look: Mapping, ids: frozenset[str], key: str | None = None) -> int:
+def dataset_identity(root: str | Path) -> str:
+    """Which data set a data root holds, as far as ids are concerned: a synthetic stand-in is identified by its
+    generator settings (`synth_meta.json`: two stand-ins share id names, not sequences), anything else is the
+    release (its ids name the same sequences wherever a copy lives)."""
+    meta = Path(root) / "synth_meta.json"
+    try:
+        return "synth:" + hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.is_file() else "release"
+    except OSError:
+        return "release"
+
+
+def touched(look: Mapping, ids: frozenset[str], key: str | None = None, dataset: str | None = None) -> int:
     """How many of `ids` `look` scored. A look recorded without its ids counts by its test-set key: all of
-    `ids` when it looked at exactly the set `key` names, none otherwise (what the ledger knew before)."""
+    `ids` when it looked at exactly the set `key` names, none otherwise (what the ledger knew before). A look
+    on another data set (`dataset_identity`: another synthetic stand-in) shares id names, not sequences: 0."""
+    if dataset and look.get("dataset") and look["dataset"] != dataset:
+        return 0
     scored = ids_of(look)
     if scored is None:
         return len(ids) if key is not None and look.get("key") == key else 0
@@ -133,7 +148,14 @@ def touched(look: Mapping, ids: frozenset[str], key: str | None = None) -> int:
 
 
 def family_of(look: Mapping) -> str:
-    return str(look.get("family") or look.get("study") or "")
+    """A look's family: recorded with it; for a table partition's look recorded without one, its table (the
+    partitions' studies are `<table>-p<token>`, sweeps/table.py); else its study."""
+    if look.get("family"):
+        return str(look["family"])
+    study = str(look.get("study") or "")
+    if look.get("entry_point") == "sweeps/table.py" and "-p" in study:
+        return study.rsplit("-p", 1)[0]
+    return study
 
 
 def kind_of(look: Mapping) -> str:
@@ -526,9 +548,10 @@ def _claim_look(ledger: Ledger, test_set: TestSet, config: ExperimentConfig, spl
     trainval = split.trainval()
     ids = frozenset(test_set.ids)
     family = family or study
+    dataset = dataset_identity(config.data.root)
     while True:
         every = ledger.all_looks()
-        earlier = [look for look in every if touched(look, ids, test_set.key)]
+        earlier = [look for look in every if touched(look, ids, test_set.key, dataset)]
         decision = decide(earlier, study=study, standalone=standalone, reopen=reopen, reopen_flag=reopen_flag,
                           key=test_set.key, ids=ids, family=family)
         if decision.action == "reuse":
@@ -547,7 +570,7 @@ def _claim_look(ledger: Ledger, test_set: TestSet, config: ExperimentConfig, spl
             "input": config.input.__dict__, "model": config.model.__dict__,
             "split_fingerprint": split.fingerprint, "trainval_fingerprint": trainval.fingerprint,
             "partition": split.partition, "code_version": __version__, "git_commit": git_commit(), "time": _now(),
-            "touches": touches, "pairs": [list(pair) for pair in test_set.pairs],
+            "touches": touches, "dataset": dataset, "pairs": [list(pair) for pair in test_set.pairs],
         }
         if ledger.claim(test_set.key, number, entry):
             entry["look_hash"] = look_hash({k: v for k, v in entry.items() if k != "pairs"}, entry["pairs"])
@@ -567,8 +590,8 @@ def _notify(ledger: Ledger, earlier: list[dict], entry: dict) -> None:
         notify(parents, entry["look"], entry["look_hash"])
 
 
-def trainval_conflicts(every: list[dict], ids: frozenset[str], *, study: str | None,
-                       family: str | None = None) -> tuple[list[tuple[dict, int]], list[tuple[dict, int]]]:
+def trainval_conflicts(every: list[dict], ids: frozenset[str], *, study: str | None, family: str | None = None,
+                       dataset: str | None = None) -> tuple[list[tuple[dict, int]], list[tuple[dict, int]]]:
     """(own, foreign): the test looks in `every` that scored any of `ids` (train/val ids), each with how many;
     own = `study`'s looks, foreign = other studies' (looks of `study`'s family are neither: one study)."""
     family = family or study
@@ -576,7 +599,7 @@ def trainval_conflicts(every: list[dict], ids: frozenset[str], *, study: str | N
     for look in every:
         if kind_of(look) != names.LOOK_KIND_TEST:
             continue
-        count = touched(look, ids)
+        count = touched(look, ids, dataset=dataset)
         if not count:
             continue
         if study is not None and look.get("study") == study:
@@ -587,7 +610,7 @@ def trainval_conflicts(every: list[dict], ids: frozenset[str], *, study: str | N
 
 
 def check_trainval_use(ledger: Ledger, trainval: TrainValSplit, *, study: str | None, entry_point: str,
-                       family: str | None = None) -> dict | None:
+                       family: str | None = None, dataset: str | None = None) -> dict | None:
     """Before any compute: train/val ids that are test ids of a study in `ledger` (ids a test look scored).
 
     - the study's own test ids: refused (a study never trains or selects on its test set, whatever
@@ -600,7 +623,7 @@ def check_trainval_use(ledger: Ledger, trainval: TrainValSplit, *, study: str | 
     family = family or study
     while True:
         every = ledger.all_looks()
-        own, foreign = trainval_conflicts(every, ids, study=study, family=family)
+        own, foreign = trainval_conflicts(every, ids, study=study, family=family, dataset=dataset)
         if own:
             count = len(frozenset().union(*(ids_of(look) or frozenset() for look, _ in own)) & ids)
             raise LockboxError(
@@ -633,6 +656,7 @@ def check_trainval_use(ledger: Ledger, trainval: TrainValSplit, *, study: str | 
             "trainval_fingerprint": trainval.fingerprint, "checkpoint_hash": None, "reopened": False,
             "touches": {s: sum(1 for pair in used if any(pair[0] in (ids_of(look) or ()) for look, _ in foreign
                                                           if look.get("study") == s)) for s in studies},
+            "dataset": dataset,
             "code_version": __version__, "git_commit": git_commit(), "time": _now(),
             "pairs": [list(pair) for pair in used],
         }

@@ -3,9 +3,17 @@
     audit = audit_sweep(resolve_tracking_uri(None), "repr-sweep")   # scolio audit
     print(audit["verdict"])                                          # format_audit(audit)
 
-Reads only the MLflow record (tracking/record.py). `problems` non-empty means not clean: test evaluated more
-than once, selection not on val or not the best val trial, a confirmation that does not follow its declared
-rule, or test data that does not match the winner's checkpoint contract.
+Reads only the MLflow record (tracking/record.py) and the store's test-set ledger (tracking/ledger.py).
+`problems` non-empty means not clean: test evaluated more than once, selection not on val or not the best val
+trial, a confirmation that does not follow its declared rule, test data that does not match the winner's
+checkpoint contract, any look by another study or entry point (any checkpoint, modality or key) that scored
+some of this study's test ids — before its look (seen before) or after it (a re-look), with how many — or a
+ledger that was tampered with (a look deleted, purged, renamed or edited; a parent's look entry rewritten).
+
+A study is audited whichever of its stages is named: the look a finetune stage took for the study is found
+from the baseline's parent run and the other way round (names.TAG_STUDY_FINAL_PARENT). A table partition
+(sweeps/table.py) has no single winner: each seed's model is its best checkpoint on val and the partition's
+one look tested them all; its sibling partitions are one study with it (their test sets overlap by design).
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ from scolio_core.tracking.record import (
     confirmation_record,
     download_json,
     load_sweep,
-    test_set_looks,
 )
 
 _TIE = 1e-9  # scores closer than this count as equal when checking the selection
@@ -48,7 +55,10 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
     winner_value = scores.get(winner.run_id, math.nan) if winner else math.nan
     winner_is_best = bool(winner and winner.run_id in best_runs)
     confirmed = confirmation_record(record)
-    if winner is None:
+    table = tags.get(names.TAG_TABLE) if (tags.get(names.TAG_KIND) == "table" or names.TAG_TABLE in tags) else None
+    if table is not None:  # a table partition: every seed's model is tested; there is no winner to select
+        winner_is_best = True
+    elif winner is None:
         problems.append(f"no winner recorded ({names.TAG_SELECTED_RUN_ID} / {names.TAG_SELECTED_TRIAL} "
                         "name no child run of this sweep)")
     elif confirmed is not None:  # selected by the confirmation's rule, not as the search's best trial
@@ -63,26 +73,33 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
 
     from scolio_core.evaluation.lockbox import evaluation_count
 
-    opened = [e for e in record.ledger if e.get("state") == "opened"]
-    completed_attempts = {e.get("attempt") for e in record.ledger if e.get("state") == "completed"}
-    evaluations = max(evaluation_count(record.ledger), int(tags.get(names.TAG_LOCKBOX_EVALUATIONS, 0) or 0))
-    # The test set's own ledger sees every entry point: this study's looks, looks at its checkpoints by
-    # others (e.g. `scolio eval --reopen` on the winner), and other studies' looks before its first one.
-    looks = test_set_looks(tracking_uri, record)
+    # Where the study's look is mirrored: this parent, or the parent of the stage whose model the study tested.
+    parent_id = record.parent.info.run_id
+    final_parent = tags.get(names.TAG_STUDY_FINAL_PARENT)
+    entries, tested_parent = record.ledger, parent_id
+    if not entries and final_parent and final_parent != parent_id:
+        entries, tested_parent = _parent_log(tracking_uri, final_parent).entries(), final_parent
+    opened = [e for e in entries if e.get("state") == "opened"]
+    completed_attempts = {e.get("attempt") for e in entries if e.get("state") == "completed"}
+    evaluations = max(evaluation_count(entries), int(tags.get(names.TAG_LOCKBOX_EVALUATIONS, 0) or 0))
+    # The store's ledger sees every entry point: this study's looks, and every look by another study or entry
+    # point that scored any of its test ids (under any test-set key, modality or checkpoint).
     study = tags.get(names.TAG_STUDY) or record.name  # a finetune stage belongs to its baseline's study
-    own = [look for look in looks if look.get("study") == study]
-    own_hashes = {look.get("checkpoint_hash") for look in own}
-    first_own = min((look["look"] for look in own), default=None)
-    relooks = [look for look in looks if look.get("study") != study and first_own is not None
-               and look["look"] > first_own and look.get("checkpoint_hash") in own_hashes]
+    key = tags.get(names.TAG_TEST_SET) or next((e.get("test_set") for e in entries if e.get("test_set")), None)
+    view = study_looks(tracking_uri, study, table or study, key, {parent_id, tested_parent}, entries)
+    own, before, after = view["own"], view["before"], view["after"]
+    test_ids = view["test_ids"]
+    relooks = [look for look, _ in after if look.get("kind", names.LOOK_KIND_TEST) == names.LOOK_KIND_TEST]
     evaluations = max(evaluations, len(own) + len(relooks))
-    seen_before = [look for look in looks if look.get("study") != study
-                   and (first_own is None or look["look"] < first_own)]
-    if own and seen_before:
-        problems.append(f"the test set had been looked at {len(seen_before)} time(s) before this study's first "
-                        "look (" + "; ".join(_look_line(look) for look in seen_before) + "): not a first look")
-    for look in relooks:
-        problems.append(f"look {look['look']} evaluated this study's checkpoint again: {_look_line(look)}")
+    if own and before:
+        problems.append(f"the test set had been looked at {len(before)} time(s) before this study's first look ("
+                        + "; ".join(f"{_look_line(look)}: {n} of this study's {test_ids} test ids" for look, n in before)
+                        + "): not a first look")
+    for look, n in after:
+        verb = ("trained/validated on" if look.get("kind") == names.LOOK_KIND_USE else "scored")
+        problems.append(f"{_look_line(look)}{_look_detail(look)}: {verb} {n} of this study's {test_ids} test ids "
+                        "after its look (a re-look)")
+    problems.extend(f"ledger tampering: {text}" for text in view["tampering"])
     reopened = sorted(e["attempt"] for e in opened if e.get("reopened"))
     if evaluations > 1:
         problems.append(f"the test set was evaluated {evaluations} times"
@@ -96,6 +113,9 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
             problems.append("test metrics are recorded on the parent run without any lockbox ledger entry")
         else:
             warnings.append("the test set has not been evaluated yet")
+    if tested_parent != parent_id:
+        warnings.append(f"the study's look tested the model of its stage with parent run {tested_parent}")
+    looks = view["key_looks"]
 
     split_fp = tags.get(names.TAG_SPLIT_FINGERPRINT)
     for entry in opened:
@@ -107,11 +127,14 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
                             + "; ".join(map(str, entry["contract_overrides"])))
 
     contract_info: dict[str, Any] = {"found": False}
-    if winner is not None:
-        contract = download_json(tracking_uri, winner.run_id, f"{names.ARTIFACT_CHECKPOINT}/contract.json")
+    tested_run = winner.run_id if winner is not None else None
+    if tested_parent != parent_id:  # the study tested another stage's winner: check the look against that one
+        tested_run = _selected_run(tracking_uri, tested_parent) or tested_run
+    if tested_run is not None and table is None:
+        contract = download_json(tracking_uri, tested_run, f"{names.ARTIFACT_CHECKPOINT}/contract.json")
         if contract is None:
             (problems if evaluations else warnings).append(
-                f"the winner's run {winner.run_id} has no checkpoint/contract.json artifact: the tested data "
+                f"the winner's run {tested_run} has no checkpoint/contract.json artifact: the tested data "
                 "cannot be checked against its contract")
         else:
             contract_fp = (contract.get("split") or {}).get("fingerprint")
@@ -124,7 +147,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
                 if fingerprint != contract_fp:
                     problems.append(f"contract mismatch: the winner's checkpoint was trained on train/val split "
                                     f"{str(contract_fp)[:12]}, {where} used {str(fingerprint)[:12]}")
-            hashes = download_json(tracking_uri, winner.run_id, f"{names.ARTIFACT_CHECKPOINT}/hashes.json")
+            hashes = download_json(tracking_uri, tested_run, f"{names.ARTIFACT_CHECKPOINT}/hashes.json")
             if hashes is not None:
                 # Same formula as scolio_core.training.checkpoint.checkpoint_hash, which the lockbox records.
                 digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
@@ -142,8 +165,15 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
         "winner_value": _finite(winner_value), "best_value": _finite(best_value), "best_run_ids": best_runs,
         "winner_is_best_by_val": winner_is_best, "test_evaluations": evaluations, "reopened_attempts": reopened,
         "ledger": [{k: e.get(k) for k in ("attempt", "state", "reopened", "time", "checkpoint_hash",
-                                          "split_fingerprint", "trainval_fingerprint", "contract_overrides")}
-                   for e in record.ledger],
+                                          "split_fingerprint", "trainval_fingerprint", "contract_overrides", "look")}
+                   for e in entries],
+        "study": study, "table": table, "table_seeds": tags.get(names.TAG_TABLE_SEEDS), "tested_parent": tested_parent,
+        "own_looks": [look["look"] for look in own], "test_ids": test_ids,
+        "foreign_looks": [{**{k: look.get(k) for k in ("look", "study", "entry_point", "time", "checkpoint_hash",
+                                                        "reopened", "modality", "kind", "ledger_override", "state")},
+                           "touched": n, "when": when}
+                          for when, found in (("before", before), ("after", after)) for look, n in found],
+        "tampering": view["tampering"],
         "test_set": tags.get(names.TAG_TEST_SET),
         "test_set_looks": [{k: look.get(k) for k in ("look", "state", "study", "entry_point", "time", "checkpoint_hash",
                                                       "reopened", "seen_before", "input", "model", "n_test")}
@@ -205,6 +235,93 @@ def confirmation_problems(record: SweepRecord, confirmed: dict) -> list[str]:
     return problems
 
 
+def _parent_log(tracking_uri: str, run_id: str):
+    from scolio_core.tracking.ledger import ParentRunLog
+
+    return ParentRunLog(tracking_uri, run_id)
+
+
+def _selected_run(tracking_uri: str, parent_run_id: str) -> str | None:
+    from scolio_core.tracking.store import open_client
+
+    return open_client(tracking_uri).get_run(parent_run_id).data.tags.get(names.TAG_SELECTED_RUN_ID) or None
+
+
+def study_looks(tracking_uri: str, study: str, family: str, key: str | None, parents: set[str],
+                entries: list[dict]) -> dict:
+    """The ledger as one study sees it.
+
+    own: the study's test looks; test_ids: how many ids they scored; before / after: (look, how many of the
+    study's test ids it touched) for every look by another family (any entry point, checkpoint, modality or
+    key) that scored some of them, before the study's first look or after it; key_looks: every look at the
+    study's exact test-set key; tampering: what the hash chain, the looks the study's parent runs were told of
+    (`parents`: names.TAG_LOCKBOX_SEEN) and the parent's own look entries (`entries`) say was changed."""
+    from scolio_core.evaluation.lockbox import family_of, ids_of, kind_of
+    from scolio_core.tracking.ledger import MlflowLedger
+
+    ledger = MlflowLedger(tracking_uri)
+    every = ledger.all_looks()
+    tampering = ledger.integrity(every)
+    by_number = {int(look["look"]): look for look in every if look.get("look_hash")}
+    own = [look for look in every if look.get("study") == study and kind_of(look) == names.LOOK_KIND_TEST]
+    if not own and key:  # older records: the study's looks are those at its key
+        own = [look for look in every if look.get("key") == key and look.get("study") == study]
+    ids: set[str] = set()
+    legacy = False
+    for look in own:
+        scored = ids_of(look)
+        if scored is None:
+            legacy = True
+        else:
+            ids |= scored
+    test_ids = len(ids) or max([int(look.get("n_test") or 0) for look in own], default=0)
+    first = min((int(look["look"]) for look in own), default=None)
+    before, after = [], []
+    own_keys = {look.get("key") for look in own}
+    own_datasets = {look.get("dataset") for look in own} - {None}
+    for look in every:
+        if look in own or look.get("study") == study or family_of(look) == family:
+            continue
+        if own_datasets and look.get("dataset") and look["dataset"] not in own_datasets:
+            continue  # another synthetic stand-in: the same id names, other sequences
+        scored = ids_of(look)
+        if scored is not None and ids:
+            count = len(scored & ids)
+        else:  # a look recorded without its ids, or a study whose looks hold none: by the test-set key
+            count = test_ids if (legacy or not ids) and look.get("key") in own_keys else 0
+        if count and first is not None:
+            (before if int(look["look"]) < first else after).append((look, count))
+    for run_id in sorted(p for p in parents if p):
+        for number, digest in sorted(_parent_log(tracking_uri, run_id).seen().items()):
+            found = by_number.get(number)
+            if found is None:
+                tampering.append(f"look {number}, which parent run {run_id} recorded as touching this study's test "
+                                 "ids, is missing from the ledger (deleted and purged, or renamed out of it)")
+            elif found.get("look_hash") != digest:
+                tampering.append(f"look {number} is not the look parent run {run_id} recorded (its hash changed)")
+    for entry in entries:
+        if entry.get("state") != "opened" or not entry.get("look_hash"):
+            continue  # entries written before looks were chained
+        found = by_number.get(int(entry.get("look", 0)))
+        if found is None:
+            continue  # reported above: the parent was told of it
+        changed = [k for k in ("claim", "study", "checkpoint_hash", "split_fingerprint", "trainval_fingerprint",
+                               "partition", "reopened") if found.get(k) != entry.get(k)]
+        if changed or found.get("look_hash") != entry.get("look_hash"):
+            tampering.append(f"the parent run's record of look {entry.get('look')} (attempt {entry.get('attempt')}) "
+                             f"differs from the ledger's ({', '.join(changed) or 'look_hash'})")
+    key_looks = [look for look in every if key and look.get("key") == key]
+    return {"own": own, "before": before, "after": after, "test_ids": test_ids, "tampering": tampering,
+            "key_looks": key_looks}
+
+
+def _look_detail(look: dict) -> str:
+    parts = [f"{look['modality']} model"] if look.get("modality") else []
+    if look.get("ledger_override"):
+        parts.append(f"also recorded in {look['ledger_override']}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _look_line(look: dict) -> str:
     return (f"look {look.get('look')} by {look.get('entry_point', '?')} {look.get('study', '?')!r} at "
             f"{look.get('time', '?')}, checkpoint {str(look.get('checkpoint_hash'))[:12]}"
@@ -235,7 +352,11 @@ def format_audit(audit: dict) -> str:
     n = audit["test_evaluations"]
     confirmation = audit.get("confirmation")
     lines = [f"Audit of sweep {audit['sweep']!r} ({audit['trials']} trials, parent run {audit['parent_run_id']}):"]
-    if confirmation:
+    if audit.get("table") is not None:
+        lines.append(f"- table partition of {audit['table']!r}: seeds {audit.get('table_seeds') or '?'}, each model "
+                     "its best checkpoint on val; the partition's one look tests them all (sibling partitions are "
+                     "one study with it)")
+    elif confirmation:
         lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}, "
                      f"{audit['selection_metric']} {_number(audit['winner_value'])}), the first confirmation seed of "
                      f"{confirmation['chosen_label']} (search trial {confirmation['chosen_search_trial']}), chosen "
@@ -262,6 +383,9 @@ def format_audit(audit: dict) -> str:
     if audit["problems"]:
         lines.append(f"VERDICT: {len(audit['problems'])} PROBLEM(S) FOUND")
         lines.extend(f"  ! {p}" for p in audit["problems"])
+    elif audit.get("table") is not None:
+        lines.append("VERDICT: CLEAN: every seed's model was chosen on val, and the partition's test ids were looked "
+                     "at once, for all its seeds together, by no one else.")
     elif confirmation:
         lines.append("VERDICT: CLEAN: the winner was chosen on val by the confirmation's mean over new seeds, it is "
                      "the seed the declared rule names, and test was looked at no more than once with the data its "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from scolio_core.names import (
     lockbox_seen_tag,
     look_experiment_name,
 )
+from scolio_core.tracking.store import TRACKING_URI_ENV, resolve_tracking_uri
 
 _IDS_CHUNK = 15000  # characters per ids tag (MLflow caps an experiment tag's value at 20,000)
 
@@ -104,10 +106,17 @@ class MlflowLedger:
     """Looks at test sets, kept in the tracking store at `tracking_uri`."""
 
     def __init__(self, tracking_uri: str) -> None:
-        from mlflow.tracking import MlflowClient
-
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        self._client = None
+
+    @property
+    def client(self):
+        """Opened on first use: choosing a ledger (or checking one that does not exist) creates no store."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
 
     # ----------------------------------------------------------------------------------------- reading
     def _experiments(self) -> list:
@@ -269,8 +278,8 @@ class ParentRunLog:
         existing = self.client.get_run(self.run_id).data.tags.get(name)
         if existing is not None and existing != text:
             raise LockboxError(f"run {self.run_id} already records look attempt {entry['attempt']} "
-                               f"({entry['state']}) of its study; a look's record is never overwritten (a re-run on "
-                               "another split is another study: use a new name)")
+                               f"({entry['state']}) of its study, differently: refused to overwrite it (a look's record "
+                               "is never changed; a re-run on another split is another study: use a new name)")
         tags = {name: text, TAG_LOCKBOX_STATE: entry["state"], TAG_LOCKBOX_EVALUATIONS: str(entry["attempt"])}
         if entry.get("look_hash") and entry["state"] == "opened":
             tags[lockbox_seen_tag(int(entry["look"]))] = entry["look_hash"]  # the study holds the chain's head
@@ -283,3 +292,96 @@ class ParentRunLog:
             metrics = [Metric(k, float(v), now, 0) for k, v in entry["metrics"].items() if isinstance(v, (int, float))]
         self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()],
                               synchronous=True)
+
+
+# ------------------------------------------------------------------------------------ choosing a ledger
+class DualLedger:
+    """A look recorded in the ledger of the study that made the checkpoint (`primary`, which decides) and also
+    in another one the user named (`--ledger-override`): the override is itself recorded where the study's
+    audit sees it (`ledger_override` in the primary's record)."""
+
+    def __init__(self, primary, secondary, secondary_location: str) -> None:
+        self.primary, self.secondary, self.location = primary, secondary, secondary_location
+        self._numbers: dict[tuple[str, int], int] = {}
+
+    def looks(self, key: str) -> list[dict]:
+        return self.primary.looks(key)
+
+    def all_looks(self) -> list[dict]:
+        return self.primary.all_looks()
+
+    def next_look(self, key: str, every: list[dict]) -> int:
+        return self.primary.next_look(key, every)
+
+    def claim(self, key: str, look: int, record: dict) -> bool:
+        record["ledger_override"] = self.location
+        if not self.primary.claim(key, look, record):
+            return False
+        copy = {k: v for k, v in record.items() if k != "prev_hash"}
+        while True:
+            number = self.secondary.next_look(key, self.secondary.all_looks())
+            if self.secondary.claim(key, number, {**copy, "look": number, "primary_look": look}):
+                self._numbers[(key, look)] = number
+                return True
+
+    def complete(self, key: str, look: int, record: dict) -> None:
+        self.primary.complete(key, look, record)
+        self.secondary.complete(key, self._numbers[(key, look)], record)
+
+    def notify(self, run_ids: list[str], look: int, digest: str) -> None:
+        notify = getattr(self.primary, "notify", None)
+        if notify is not None:
+            notify(run_ids, look, digest)
+
+
+def open_ledger(location: str):
+    """The ledger at `location`: an MLflow store (a URI), else a JSON-lines ledger file."""
+    if "://" in location or location.startswith("databricks"):
+        return MlflowLedger(location)
+    from scolio_core.evaluation.lockbox import FileLedger
+
+    return FileLedger(location)
+
+
+class LedgerChoice:
+    """Which ledger a command records its looks in, and why (said in every refusal: never chosen silently)."""
+
+    def __init__(self, ledger, location: str, source: str) -> None:
+        self.ledger, self.location, self.source = ledger, location, source
+
+    def describe(self) -> str:
+        return f"ledger {self.location}, {self.source}"
+
+
+def choose_ledger(*, checkpoint=None, tracking_uri: str | None = None, ledger_file: str | None = None,
+                  override: bool = False) -> LedgerChoice:
+    """The ledger a look at `checkpoint` (or a check of a split, without one) is recorded in.
+
+    A checkpoint made by a study records that study's ledger (`ledger_provenance`); it is always used, and
+    no environment variable changes it. A flag naming another ledger (`--tracking-uri`, `--ledger`) is
+    refused in one line unless `override` (`--ledger-override`): then the look is recorded in both, the
+    study's ledger deciding. Without a recorded ledger: the flag, else $MLFLOW_TRACKING_URI, else the
+    default store (tracking/store.py) — and the choice is named in every refusal."""
+    recorded = recorded_ledger(checkpoint) if checkpoint is not None else None
+    explicit, flag = (ledger_file, "--ledger") if ledger_file else (tracking_uri, "--tracking-uri")
+    if recorded is not None:
+        location, study = recorded
+        if explicit and not same_ledger(explicit, location):
+            if not override:
+                raise LockboxError(
+                    f"{checkpoint.directory} was made by study {study!r}, whose test ledger is {location}; {flag} "
+                    f"{explicit} would record this look where that study's audit never sees it. Leave out {flag} "
+                    "(the checkpoint's own ledger is used) or pass --ledger-override to record the look in both")
+            other = normalize_ledger(explicit)
+            return LedgerChoice(DualLedger(open_ledger(location), open_ledger(other), other), location,
+                                f"the ledger of study {study!r} recorded in the checkpoint, and {other} "
+                                "(--ledger-override)")
+        return LedgerChoice(open_ledger(location), location,
+                            f"the ledger of study {study!r} recorded in the checkpoint")
+    if explicit:
+        location = normalize_ledger(explicit)
+        return LedgerChoice(open_ledger(location), location, f"given by {flag}")
+    env = os.environ.get(TRACKING_URI_ENV)
+    location = normalize_ledger(resolve_tracking_uri(None))
+    source = f"chosen by ${TRACKING_URI_ENV}" if env else "the default store"
+    return LedgerChoice(open_ledger(location), location, source)

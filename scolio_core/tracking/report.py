@@ -227,7 +227,7 @@ def preview_configs(record: SweepRecord, limit: int = 6) -> list[tuple[str, Any]
 
 def _preview(record: SweepRecord, tracking_uri: str, data_root: str | Path, path: Path) -> Path:
     """Previews drawn on one *training* sequence of the winner's contract (never a test id: only the
-    lockbox reads test data, and `$SCOLIO_ACCESS_LOG` audits would flag any other read)."""
+    lockbox reads test data, and the tests' read hook would flag any other read)."""
     from scolio_core.data.release import index_release, load_pose, resolve_modality_root
     from scolio_core.tracking.plots import skeleton_preview
 

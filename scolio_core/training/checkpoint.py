@@ -36,7 +36,6 @@ import pickle
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from scolio_core.config import ExperimentConfig
 from scolio_core.data.bounded import file_kind, parse_json_bounded, read_bounded
 from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ContractError, one_line
+from scolio_core.provenance import git_commit
 
 WEIGHTS = "weights.pt"
 TRAINING_STATE = "training_state.pt"
@@ -68,19 +68,6 @@ MAX_JSON_VALUES = 200_000
 MAX_TENSOR_BYTES = 512 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ASIDE, _TMP = ".old-", ".tmp-"  # sibling names: f".{name}{_ASIDE}..." (old copy), f".{name}{_TMP}..." (new)
-
-
-def git_commit() -> str:
-    """The commit of the code that is running ('unknown' outside a git checkout)."""
-    env = os.environ.get("SCOLIO_GIT_COMMIT")
-    if env:
-        return env
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def sha256_file(path: Path) -> str:
@@ -435,6 +422,21 @@ def _torch_reason(exc: BaseException) -> str:
     return one_line(reason[:200])
 
 
+def _quoted(value: object) -> str:
+    # A value from the file, bounded and on one line (a contract may hold anything its hashes agree with).
+    text = repr(value)
+    return one_line(text[:80] + ("..." if len(text) > 80 else ""))
+
+
+def _check_split(split: object, path: Path) -> None:
+    """The contract's split, if any, has the fields `Checkpoint.split` reads (checked here, once, at the boundary)."""
+    if split is None:
+        return
+    fields = {"partition": str, "fingerprint": str, "train_ids": list, "val_ids": list}
+    if not isinstance(split, dict) or any(not isinstance(split.get(k), t) for k, t in fields.items()):
+        raise ContractError(f"{path}: 'split' must be null or an object with {', '.join(fields)}")
+
+
 def read_checkpoint(directory: str | Path) -> Checkpoint:
     """Load a checkpoint after verifying its hashes; weights are loaded with weights_only=True."""
     directory = Path(directory)
@@ -450,10 +452,12 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
     if not isinstance(contract, dict) or not isinstance(contract.get("config"), dict):
         raise ContractError(f"{directory / CONTRACT}: not a JSON object with a 'config' object")
     if contract.get("format_version") != FORMAT_VERSION:
-        raise ContractError(f"{directory / CONTRACT}: unsupported format_version {contract.get('format_version')}")
-    if tuple(contract.get("class_names", ())) != CLASS_NAMES:
-        raise ContractError(f"{directory / CONTRACT}: class order {contract.get('class_names')} "
+        raise ContractError(f"{directory / CONTRACT}: unsupported format_version "
+                            f"{_quoted(contract.get('format_version'))}")
+    if contract.get("class_names") != list(CLASS_NAMES):
+        raise ContractError(f"{directory / CONTRACT}: class order {_quoted(contract.get('class_names'))} "
                             f"differs from {list(CLASS_NAMES)}; re-import the checkpoint to remap it")
+    _check_split(contract.get("split"), directory / CONTRACT)
     config = ExperimentConfig.from_dict(contract["config"])
     model_state = _load_tensor_bytes(blobs[WEIGHTS], directory / WEIGHTS)
     return Checkpoint(directory=directory, config=config, contract=contract, model_state=model_state,

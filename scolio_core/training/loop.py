@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from scolio_core.training.batches import (
     TrainValData,
     frames_to_model_input,
 )
-from scolio_core.training.checkpoint import read_checkpoint, write_checkpoint
+from scolio_core.training.checkpoint import prune_checkpoints, read_checkpoint, write_checkpoint
 from scolio_core.training.inference import pick_device, predict_sequences
 from scolio_core.training.metrics import flatten_metrics
 from scolio_core.training.parallel import DataParallel, SingleProcess
@@ -182,10 +181,8 @@ def run_training(config: ExperimentConfig, data: TrainValData, workdir: str | Pa
                          provenance=provenance, metrics=metrics)
         result.last_checkpoint = ckpt_dir
         report(metrics, ckpt_dir)
-        # Keep only the best and the latest checkpoint on local disk.
-        for old in ckpt_dir.parent.glob("iter_*"):
-            if old not in (ckpt_dir, result.best_checkpoint):
-                shutil.rmtree(old, ignore_errors=True)
+        # Keep only the best and the latest checkpoint on local disk; only folders scoliotune wrote are removed.
+        prune_checkpoints(ckpt_dir.parent, keep=(ckpt_dir, result.best_checkpoint))
     result.iterations = max(result.iterations, start)
     return result
 

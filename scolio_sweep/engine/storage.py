@@ -13,18 +13,19 @@ Shared means: a cloud URI (`s3://`, `gs://`, ...), a path under a network mount 
     storage_path = check_storage_path(args.storage_path, count_alive_nodes())
 
 It also says which local folders scoliotune owns: those it creates carry OWNED_MARKER, and only those are ever
-deleted or overwritten whole (`claim_folder`, `remove_owned`); a folder holding anything else is refused.
+rewritten (`check_replaceable` before compute, `claim_folder` when writing); a folder holding anything else is
+refused. (A checkpoint directory carries its own marker: scolio_core.training.checkpoint.ensure_replaceable.)
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from scolio_core.errors import ConfigError, WorkdirError
+from scolio_core.safe_yaml import cut
 
 SHARED_ENV_VAR = "SCOLIO_SHARED_STORAGE"
 PROC_MOUNTS = Path("/proc/mounts")
@@ -154,8 +155,8 @@ def count_alive_nodes() -> int:
 
 # ----------------------------------------------------------------------------------- folders scoliotune owns
 OWNED_MARKER = ".scoliotune-owned"
-_MARKER_TEXT = ("scoliotune wrote this folder ({what}) and may delete or rewrite it; "
-                "it deletes no folder without this file\n")
+_MARKER_TEXT = ("scoliotune wrote this folder ({what}) and may rewrite it; "
+                "it rewrites no folder without this file\n")
 
 
 def _owned(folder: Path) -> bool:
@@ -175,10 +176,11 @@ def check_replaceable(folder: str | Path, what: str) -> None:
     if _owned(folder):
         return
     with os.scandir(folder) as entries:
-        held = sorted(entry.name for _, entry in zip(range(3), entries))
+        held = [entry.name for _, entry in zip(range(4), entries)]  # a few names, however many there are
     if held:
-        raise WorkdirError(f"{folder} ({what}) holds files scoliotune did not write ({', '.join(held)}, ...; no "
-                           f"{OWNED_MARKER}); nothing was changed: move them away or choose another --name")
+        shown = ", ".join(cut(name, 40) for name in held[:3]) + (", ..." if len(held) > 3 else "")
+        raise WorkdirError(f"{folder} ({what}) holds files scoliotune did not write ({shown}; no {OWNED_MARKER}); "
+                           "nothing was changed: move them away or choose another --name")
 
 
 def claim_folder(folder: str | Path, what: str) -> Path:
@@ -190,11 +192,3 @@ def claim_folder(folder: str | Path, what: str) -> Path:
         (folder / OWNED_MARKER).write_text(_MARKER_TEXT.format(what=what))
     return folder
 
-
-def remove_owned(folder: str | Path, what: str) -> None:
-    """Delete `folder` when scoliotune created it (OWNED_MARKER); an empty folder is removed too, anything else
-    is a WorkdirError and left as it is."""
-    folder = Path(folder)
-    check_replaceable(folder, what)
-    if os.path.lexists(folder):
-        shutil.rmtree(folder)

@@ -18,7 +18,11 @@
 
 Every section is a frozen dataclass and every search entry a `Distribution`: an unknown key or a bad value
 anywhere is a one-line `ConfigError` naming the file and the key, raised by `load_profile` before Ray
-starts. The distributions themselves live in `scolio_sweep.search.space`.
+starts. The file is read through `scolio_core.safe_yaml` (size, depth and node caps, no aliases); every number
+is finite and within its section's `LIMITS`; every point to evaluate lies in its distributions and builds a
+config; the metric is one the loop reports on val (`scolio_core.names.check_metric_name`). Command-line
+overrides get the same checks (`apply_overrides` -> `check_profile`). The distributions themselves live in
+`scolio_sweep.search.space`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from scolio_core.config import ExperimentConfig
+from scolio_core.config import ExperimentConfig, build_strict
 from scolio_core.data.stand_in import SynthSettings
 from scolio_core.errors import ConfigError
 from scolio_core.names import SELECTION_MODE, check_metric_name
@@ -164,27 +168,9 @@ def _check_limits(section: Any, limits: Limits, where: str) -> None:
 
 
 def _build_section(cls: type, raw: Any, where: str):
-    """A section dataclass from YAML: unknown keys and wrongly typed values are refused, naming the key."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {brief(raw)}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in fields:
-            raise ConfigError(f"{where}.{cut(str(key), 60)}: unknown key (known: {', '.join(fields)})")
-        kind = fields[key].type  # a string under `from __future__ import annotations`
-        if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise ConfigError(f"{where}.{key} must be an integer, got {brief(value)}")
-        if kind == "float" and not (is_number(value) and math.isfinite(value)):
-            raise ConfigError(f"{where}.{key} must be a finite number, got {brief(value)}")
-        if kind == "bool" and not isinstance(value, bool):
-            raise ConfigError(f"{where}.{key} must be true or false, got {brief(value)}")
-        if kind == "str" and not isinstance(value, str):
-            raise ConfigError(f"{where}.{key} must be a string, got {brief(value)}")
-        values[key] = value
-    section = cls(**values)
+    """A section dataclass from YAML through the one strict builder (`scolio_core.config.build_strict`), then
+    its own checks. Ints stay ints in float fields: the values are MLflow params a resumed sweep must match."""
+    section = build_strict(cls, raw, where, int_as_float=False)
     section.validate(where)
     return section
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from scolio_core import names
 from scolio_core.errors import LockboxError
 from scolio_core.tracking import lookups
-from scolio_sweep.engine.storage import claim_folder, remove_owned
+from scolio_sweep.engine.storage import claim_folder
 from scolio_sweep.stages.prepare import WINNER_CHECKPOINT_DIR, SweepContext
 
 
@@ -118,6 +119,8 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
     best trial."""
     from mlflow.tracking import MlflowClient
 
+    from scolio_core.training.checkpoint import ensure_replaceable
+
     errors = [r for r in results if r.error is not None]
     if errors:
         print(f"{len(errors)} trial(s) failed; selecting among the others", file=sys.stderr)
@@ -126,10 +129,11 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
     else:
         best, checkpoint, val = select_winner(context, results)
     trial_id = trial_id_of(best)
-    # Only a copy scoliotune made is replaced (its marker), never a folder someone else put there.
+    # Only a copy scoliotune made is replaced: a checkpoint with its marker, files and hashes
+    # (checkpoint.ensure_replaceable), never a folder someone else put there.
     local = context.work_dir / WINNER_CHECKPOINT_DIR
-    remove_owned(local, "the winner's checkpoint")
-    claim_folder(local, "the winner's checkpoint")
+    ensure_replaceable(local)
+    shutil.rmtree(local, ignore_errors=True)
     checkpoint.to_directory(str(local))
 
     parent = context.parent_run_id
@@ -313,5 +317,5 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
             print(f"  note: this test set had been looked at {outcome.seen_before} time(s) before this study "
                   "(by other sweeps or scolio eval; `scolio audit` lists them): not a first look")
         if outcome.model_uri:
-            print(f"  model: {outcome.model_uri}   (mlflow.pyfunc.load_model(uri).predict([poses, ...]))")
+            print(f"  model: {outcome.model_uri}   (scolio_core.tracking.registry.load_registered_model(uri).predict([poses, ...]))")
     print(f"  results: {outcome.results_dir}/   MLflow: {context.tracking_uri} (parent run {outcome.parent_run_id})")

@@ -8,6 +8,7 @@ are imported only after the data checks, so refusing bad input never waits for t
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from scolio_core.data.splits import Split, TrainValSplit
 from scolio_core.data.stand_in import synthetic_root
 from scolio_core.errors import ConfigError, LockboxError
 from scolio_core.tracking import lookups
+from scolio_core.tracking.guard import check_sweep_split
 from scolio_core.tracking.store import resolve_tracking_uri
 from scolio_sweep.engine.storage import check_replaceable
 from scolio_sweep.settings.profile import SweepProfile
@@ -173,7 +175,11 @@ def prepare_sweep(profile: SweepProfile, settings: SweepSettings, kind: str) -> 
     lookups.quote(name, "sweep name")
     check_output_dirs(settings.storage_root(), settings.results_dir)
     check_replaceable(Path(settings.results_dir) / name, "this sweep's results")
-    check_replaceable(work_dir_for(settings.storage_root(), name) / WINNER_CHECKPOINT_DIR, "the winner's checkpoint")
+    winner = work_dir_for(settings.storage_root(), name) / WINNER_CHECKPOINT_DIR
+    if os.path.lexists(winner):  # a checkpoint's own marker decides (and torch is imported only then)
+        from scolio_core.training.checkpoint import ensure_replaceable
+
+        ensure_replaceable(winner)
     profile = resolve_data(profile, settings)
     split = check_data(profile)
     oracles = split_oracles(profile, split)
@@ -184,13 +190,19 @@ def prepare_sweep(profile: SweepProfile, settings: SweepSettings, kind: str) -> 
 
     tracking_uri = resolve_tracking_uri(settings.tracking_uri)
     check_tracking_uri(tracking_uri)
+    # Before Ray: a re-run on another split is refused; train/val ids that are test ids of a study in the
+    # ledger are refused (its own) or recorded as this study's look (another's). scolio_core/tracking/guard.py
+    check_sweep_split(tracking_uri, settings.experiment, name, split, kind=kind,
+                      init_from=str(profile.fixed.get("train.init_from", "")),
+                      data_root=str(profile.base_config().data.root))
     connect_ray()
     storage_path = check_storage_path(settings.storage_root(), count_alive_nodes())
     from scolio_core.tracking.lineage import split_refs
 
     trainval = split.trainval()  # trials log what they see: train and val with the split's fingerprint, never test
     lifecycle = MLflowLifecycle(tracking_uri, settings.experiment, name, metric=profile.metric, mode=profile.mode,
-                                params=parent_params(profile, kind), tags=parent_tags(profile, split, kind, oracles),
+                                params={**parent_params(profile, kind), names.PARAM_SPLIT_FINGERPRINT: split.fingerprint},
+                                tags=parent_tags(profile, split, kind, oracles),
                                 budget=profile.evaluations_per_trial, searched=tuple(profile.search),
                                 datasets=split_refs(trainval.partition, trainval.fingerprint,
                                                     str(profile.base_config().data.root), trainval.train, trainval.val))

@@ -130,7 +130,11 @@ def run_trials(context: SweepContext, trainable: Callable, *, search_alg=None, s
         "verbose": 1}
     # Built on every call, so a restored sweep (a new driver: the old refs are gone) re-puts its data and
     # hands this fresh with_parameters trainable to Tuner.restore.
-    parameters: dict[str, Any] = {"split": context.trainval,
+    from scolio_core.tracking.ledger import ledger_provenance
+
+    # Every checkpoint records the sweep's test ledger: `scolio eval` evaluates it there, or refuses.
+    parameters: dict[str, Any] = {"split": context.trainval, "ledger": ledger_provenance(context.tracking_uri,
+                                                                                         context.name),
                                   "system_metrics_interval_s": profile.monitoring.trial_interval_s(),
                                   "select_metric": profile.metric,
                                   **(trainable_parameters or {})}

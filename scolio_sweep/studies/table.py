@@ -1,21 +1,12 @@
-"""One fixed recipe on every official partition and several seeds: the table Scoliosis1K papers report.
+"""The partition table study: one fixed recipe on every official partition and several seeds, each
+partition's test set opened once for all its seeds' models (the command is `sweeps/table.py`, whose
+docstring has the usage).
 
-    python sweeps/table.py --recipe table_smoke --seeds 2            # the entry script; this module is the study
-    python sweeps/table.py --recipe table_demo                       # results/table_demo/ (committed)
-    python sweeps/table.py --from-sweep demo --seeds 5                # the configuration the demo sweep selected
-    ray job submit --working-dir . -- python sweeps/table.py --recipe path/to/recipe.yaml \
-        --data-root /data/Scoliosis1K --partition-dir ../shared/scoliosis1k_partitions --tracking-uri http://HEAD:5000
-
-For each partition the recipe is trained once per seed on Ray (a grid over `train.seed` without early
-stopping: every seed gets the whole budget); each seed's checkpoint is its best on val (carved from
-TRAIN_SET); then the partition's test set is opened ONCE through the lockbox for all its seeds' models
-together, so nothing is chosen by test. The table gives accuracy, macro precision/recall/F1, positive-class
-sensitivity, negative-class specificity and the refer view as the mean over seeds with a 95 % t-interval,
-beside the per-class counts behind them. Re-running the same --name resumes: finished trials are restored
-and a partition whose look is recorded reuses it.
-
-Without --data-root the profile's synthetic stand-in is built (or taken from the cache) and given the four
-partition files the release has: the same sequences, carved at each training ratio.
+Each seed trains on Ray with the whole budget (a grid over `train.seed`, no early stopping) and keeps its best
+checkpoint on val (carved from TRAIN_SET), so nothing is chosen by test. The table is the mean over seeds with
+a 95 % t-interval per metric, beside the per-class counts behind them. Re-running the same name resumes:
+finished trials are restored and a partition whose look is recorded reuses it. Without a data root the
+profile's synthetic stand-in gets the four partition files the release has.
 """
 
 from __future__ import annotations
@@ -34,6 +25,7 @@ from scolio_core import CLASS_NAMES, names
 from scolio_core.errors import ConfigError, LockboxError
 from scolio_core.tracking import lookups
 from scolio_core.training.metrics import CI_METRICS, mean_ci, metrics_from_confusion
+from scolio_sweep.engine.storage import claim_folder
 from scolio_sweep.search.space import Choice
 from scolio_sweep.settings.profile import Confirmation, SweepProfile, load_profile
 from scolio_sweep.settings.run_settings import SweepSettings
@@ -150,8 +142,9 @@ def run_partition(profile: SweepProfile, settings: SweepSettings, token: str, se
 
     from scolio_core.data.release import index_release
     from scolio_core.evaluation.lockbox import evaluate_models_once
+    from scolio_core.tracking.guard import table_family
     from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
-    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.checkpoint import ensure_replaceable, read_checkpoint
     from scolio_sweep.stages.finish import best_checkpoint, test_config
     from scolio_sweep.stages.prepare import prepare_sweep
     from scolio_sweep.stages.run import run_trials, trial_param_space
@@ -172,7 +165,9 @@ def run_partition(profile: SweepProfile, settings: SweepSettings, token: str, se
             raise LockboxError(f"partition {token}: seed {seed} kept no checkpoint with a finite {metric} "
                                f"({result.error or 'no evaluation'}); re-run the same --name to resume it")
         local = context.work_dir / f"seed{seed}_checkpoint"
-        shutil.rmtree(local, ignore_errors=True)
+        if local.exists():
+            ensure_replaceable(local)  # only a checkpoint scoliotune wrote is replaced
+            shutil.rmtree(local)
         checkpoint.to_directory(str(local))
         checkpoints[f"seed{seed}"] = read_checkpoint(local)
         val[seed] = best_val.get(metric, float("nan"))
@@ -182,7 +177,8 @@ def run_partition(profile: SweepProfile, settings: SweepSettings, token: str, se
     config = test_config(context, next(iter(checkpoints.values())))  # the seeds differ only in train.seed
     look = evaluate_models_once(checkpoints, config, context.split, MlflowLedger(context.tracking_uri),
                                 study=context.name, entry_point="sweeps/table.py", reopen=settings.reopen_test,
-                                mirror=ParentRunLog(context.tracking_uri, context.parent_run_id))
+                                mirror=ParentRunLog(context.tracking_uri, context.parent_run_id),
+                                family=table_family(context.name, "table"))
     if set(look.confusion_matrices) != set(checkpoints):
         raise LockboxError(f"partition {token}: its recorded test look tested {sorted(look.confusion_matrices)}, "
                            f"not {sorted(checkpoints)}; another seed list is another table: use another --name")
@@ -277,6 +273,9 @@ def table_markdown(table: pd.DataFrame, recipe: str, profile: SweepProfile, data
     return "\n".join(lines) + "\n"
 
 
+TABLE_FILES = ("table.csv", "per_seed.csv", "table.md", "table.png")
+
+
 def write_outputs(results: list[PartitionResult], out: Path, recipe: str, profile: SweepProfile, data_root: Path,
                   synthetic: bool) -> pd.DataFrame:
     from scolio_core.tracking.plots import partition_table_plot
@@ -319,13 +318,14 @@ def run_table(profile: SweepProfile, settings: SweepSettings, partitions: list[t
         print(f"partition {token}: test macro-F1 per seed "
               + ", ".join(f"{row['macro_f1']:.3f}" for row in result.per_seed)
               + (" (recorded look reused)" if result.reused else ""), flush=True)
-    out = Path(settings.results_dir) / name
+    out = claim_folder(Path(settings.results_dir) / name, "the table's results")  # never a user's folder
     table = write_outputs(results, out, label, profile, root, synthetic)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(settings.tracking_uri)
     for result in results:
-        client.log_artifacts(result.parent_run_id, str(out), artifact_path="table")
+        for file in TABLE_FILES:  # what write_outputs wrote, never whatever else the folder holds
+            client.log_artifact(result.parent_run_id, str(out / file), artifact_path="table")
     print()
     print((out / "table.md").read_text())
     print(f"table: {out}/table.md, table.csv, per_seed.csv, table.png   MLflow: {settings.tracking_uri} (tag "

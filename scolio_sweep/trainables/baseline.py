@@ -30,9 +30,11 @@ def trial_experiment_config(config: dict) -> ExperimentConfig:
 
 def train_baseline(config: dict, split: TrainValSplit, shared: SharedData | None = None,
                    system_metrics_interval_s: float | None = None,
-                   select_metric: str = names.DEFAULT_METRIC) -> None:
+                   select_metric: str = names.DEFAULT_METRIC, ledger: dict | None = None) -> None:
     """`system_metrics_interval_s`: seconds between system-metrics samples (trainables/system_metrics.py);
-    None samples none. `select_metric`: the profile's metric, which picks the trial's best checkpoint."""
+    None samples none. `select_metric`: the profile's metric, which picks the trial's best checkpoint.
+    `ledger`: the sweep's test ledger and study (tracking.ledger.ledger_provenance), recorded in every
+    checkpoint so that `scolio eval` evaluates it there."""
     experiment = trial_experiment_config(config)
     # Started before the data loads, so the first report's metrics cover the loading too.
     with SystemMetricsSampler(system_metrics_interval_s) as sampler:
@@ -41,7 +43,7 @@ def train_baseline(config: dict, split: TrainValSplit, shared: SharedData | None
         try:
             with resume_directory() as resume_from:
                 run_training(experiment, data, workdir, tune_reporter(system_metrics=sampler),
-                             resume_from=resume_from, provenance={"trainable": "baseline"},
+                             resume_from=resume_from, provenance={"trainable": "baseline", **(ledger or {})},
                              select_metric=select_metric)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

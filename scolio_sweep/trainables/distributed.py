@@ -88,7 +88,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         try:
             with (restored.as_directory() if restored is not None else contextlib.nullcontext()) as resume_from:
                 run_training(experiment, data, workdir, report, resume_from=resume_from,
-                             provenance={"trainable": "data_parallel", "workers": world_size},
+                             provenance={"trainable": "data_parallel", "workers": world_size, **(loop_config.get("ledger") or {})},
                              parallel=DataParallel(rank=rank, world_size=world_size, device=device),
                              select_metric=loop_config.get("select_metric", names.DEFAULT_METRIC))
         finally:
@@ -131,7 +131,7 @@ def data_parallel_trainable(workers: int, cpus_per_worker: float = 1.0,
 
     def train_data_parallel(config: dict, split: TrainValSplit, shared: SharedData | None = None,
                             system_metrics_interval_s: float | None = None,
-                            select_metric: str = names.DEFAULT_METRIC) -> None:
+                            select_metric: str = names.DEFAULT_METRIC, ledger: dict | None = None) -> None:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.util.queue import Empty, Queue
@@ -147,7 +147,7 @@ def data_parallel_trainable(workers: int, cpus_per_worker: float = 1.0,
             train_worker,
             train_loop_config={"config": experiment.to_flat(), "split": split, "shared": shared,
                                "system_metrics_interval_s": system_metrics_interval_s,
-                               "select_metric": select_metric},
+                               "select_metric": select_metric, "ledger": ledger},
             torch_config=TorchConfig(backend="nccl" if on_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=on_gpu,
                                          resources_per_worker=worker_resources(cpus_per_worker,

@@ -63,7 +63,7 @@ def warm_start_metrics(experiment: ExperimentConfig, baseline: Checkpoint, data)
 
 def train_finetune(config: dict, split: TrainValSplit, shared: SharedData | None = None,
                    tracking_uri: str | None = None, system_metrics_interval_s: float | None = None,
-                   select_metric: str = names.DEFAULT_METRIC) -> None:
+                   select_metric: str = names.DEFAULT_METRIC, ledger: dict | None = None) -> None:
     """`system_metrics_interval_s`: seconds between system-metrics samples (trainables/system_metrics.py);
     None samples none. `select_metric`: the profile's metric, which picks the trial's best checkpoint."""
     experiment = trial_experiment_config(config)
@@ -79,6 +79,7 @@ def train_finetune(config: dict, split: TrainValSplit, shared: SharedData | None
                              initial_model_state=None if resume_from else baseline.model_state,
                              select_metric=select_metric,
                              provenance={"trainable": "finetune", "baseline": str(baseline.directory),
-                                         "baseline_iteration": baseline.contract.get("iteration")})
+                                         "baseline_iteration": baseline.contract.get("iteration"),
+                                         **(ledger or {})})
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
