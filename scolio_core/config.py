@@ -196,6 +196,28 @@ class TrainConfig:
             raise ConfigError(f"train.warmup_iterations must be in [0, iterations), got {self.warmup_iterations}")
 
 
+# Upper bounds on the sizes that decide how much memory a run allocates, each 8-16x the published recipe's
+# value (in the comment): a hostile checkpoint contract or profile (model.width 1e6 asks torch for 36 TB) is
+# refused in one line before anything is allocated, and no real recipe comes near them.
+SIZE_LIMITS: dict[str, int] = {
+    "input.canvas_size": 2048,  # 128
+    "input.map_size": 1024,  # 64
+    "input.impute_neighbors": 64,  # 4
+    "model.width": 1024,  # 64
+    "model.embed_dim": 4096,  # 256
+    "model.parts": 256,  # 16
+    "train.frames": 1024,  # 30
+    "train.max_eval_frames": 100_000,  # 720
+    "train.batch_ids": 1024,  # 8
+    "train.batch_samples": 1024,  # 8
+    "train.eval_batch_size": 1024,  # 8
+    "train.iterations": 10_000_000,  # 20,000
+    "train.eval_every": 10_000_000,  # 1,000
+    "train.warmup_iterations": 10_000_000,  # 0
+}
+MAX_MILESTONES = 64  # the published schedule has 3
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "input": InputConfig,
@@ -291,6 +313,16 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "ExperimentConfig":
+        for key, limit in SIZE_LIMITS.items():
+            section, _, name = key.partition(".")
+            value = getattr(getattr(self, section), name)
+            if value > limit:
+                raise ConfigError(f"{key} must be <= {limit} (memory grows with it), got {brief(value)}")
+        milestones = self.train.milestones
+        limit = SIZE_LIMITS["train.iterations"]
+        if len(milestones) > MAX_MILESTONES or any(m < 1 or m > limit for m in milestones):
+            raise ConfigError(f"train.milestones must be at most {MAX_MILESTONES} steps in [1, {limit}], "
+                              f"got {brief(list(milestones))}")
         for section in SECTIONS:
             getattr(self, section).validate()
         if self.model.needs_pav and self.input.modality != "skeleton":

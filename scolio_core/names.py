@@ -71,6 +71,12 @@ TAG_SELECTED_VAL_MACRO_F1 = "scolio.selected_val_macro_f1"
 # the rule that fixed which checkpoint is tested before the look.
 TAG_CONFIRMATION = "scolio.confirmation"
 TAG_CONFIRM_RULE = "scolio.confirm.rule"
+# The answer as a set with evidence (scolio_core/evaluation/answer.py), on the parent, before the test look:
+# the configurations the val evidence cannot tell apart from the best, and each searched knob's effect.
+TAG_ANSWER_BEST_SET = "scolio.answer.best_set"  # JSON list of the set's configuration labels
+TAG_ANSWER_SELECTED_IN_SET = "scolio.answer.selected_in_set"  # "true" | "false"
+TAG_ANSWER_CONFIGURATIONS = "scolio.answer.configurations"  # how many configurations the set was drawn from
+ARTIFACT_ANSWER = "answer/answer.json"  # the whole answer: set, p-values, knob effects, per-sequence evidence
 # A study: a representation sweep and the finetune stage run on its winner open the test set once together.
 TAG_STUDY = "scolio.study"  # on every stage's parent run: the study (the representation sweep's name)
 TAG_TEST_DEFERRED = "scolio.test_deferred"  # "true": this stage left the study's look to its last stage

@@ -74,6 +74,19 @@ class BoundedLoader(yaml.SafeLoader):
             self._path.pop()
 
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        # YAML keeps the last of two equal keys: a second `fixed:` or `seed:` would silently replace the first.
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key in seen:
+                raise _Refused(f"line {key_node.start_mark.line + 1}: key {cut(str(key), 40)!r} given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 class _Refused(Exception):
     """A limit of BoundedLoader was hit (turned into a ConfigError naming the source)."""
 

@@ -13,7 +13,12 @@ from scolio_core.errors import ScolioError
 from scolio_core.names import DEFAULT_EXPERIMENT
 from scolio_core.tracking.store import resolve_tracking_uri
 from scolio_sweep.settings.profile import SweepProfile, apply_overrides, load_profile
-from scolio_sweep.settings.run_settings import SweepSettings, check_name, check_output_dirs
+from scolio_sweep.settings.run_settings import (
+    MAX_DERIVED_NAME_LENGTH,
+    SweepSettings,
+    check_name,
+    check_output_dirs,
+)
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser, default_profile: str) -> None:
@@ -58,7 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> SweepSettings:
     if args.name is not None:
         check_name(args.name, "--name")
     if getattr(args, "from_sweep", None) is not None:  # finetune and table: a sweep name or a run id
-        check_name(args.from_sweep, "--from-sweep")
+        check_name(args.from_sweep, "--from-sweep", max_length=MAX_DERIVED_NAME_LENGTH)  # e.g. NAME-finetune
     settings = SweepSettings(name=args.name, data_root=args.data_root, partition=getattr(args, "partition", None),
                              tracking_uri=resolve_tracking_uri(args.tracking_uri),
                              experiment=args.experiment or DEFAULT_EXPERIMENT, storage_path=args.storage_path,

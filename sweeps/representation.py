@@ -25,6 +25,7 @@ except ImportError:  # a bare checkout or a `ray job submit` working dir that is
 
 from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
 from scolio_sweep.settings.profile import load_profile  # noqa: E402
+from scolio_sweep.stages.answer import answer_sweep  # noqa: E402
 from scolio_sweep.stages.confirm import confirm  # noqa: E402
 from scolio_sweep.stages.finish import SweepOutcome, finish_sweep, print_summary  # noqa: E402
 from scolio_sweep.stages.prepare import prepare_sweep  # noqa: E402
@@ -41,8 +42,9 @@ def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
     search_alg, scheduler = build_search(context.profile)
     results = run_trials(context, train_baseline, search_alg=search_alg, scheduler=scheduler)
     confirmed = confirm(context, train_baseline, results)  # None when the profile does not confirm
+    answer = answer_sweep(context, results, confirmed)  # the best set and knob effects on val, before the test
     outcome = finish_sweep(context, results, reopen_test=args.reopen_test,
-                           defer_test=args.defer_test or finetune is not None, confirmed=confirmed)
+                           defer_test=args.defer_test or finetune is not None, confirmed=confirmed, answer=answer)
     print_summary(context, outcome)
     if finetune is None:
         return outcome

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _forked_cli import run_forked
 from _pickle_ops import PROTO2
 from _pickle_ops import global_ as _global
 from _pickle_ops import int_ as _int
@@ -37,38 +38,8 @@ MAX_PEAK_BYTES = 1 << 30
 MAX_SECONDS = 10.0
 KILL_AFTER_SECONDS = 60
 
-# The checker: an address-space cap (a regression raises MemoryError rather than eating the machine), the
-# group's command modules imported once, then per case a fork that runs main(argv) with stdout/stderr in files.
-CHECKER = """
-import json, os, resource, signal, sys, time, traceback
-resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-for module in sys.argv[2:]:
-    __import__(module)
-from scolio_core.cli.main import main
+# Each case runs the real `main(argv)` in its own fork of one checker (tests/_forked_cli.py).
 
-results = {}
-for name, workdir, argv in json.loads(sys.argv[1]):
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        for fd, stream in ((1, "stdout"), (2, "stderr")):
-            os.dup2(os.open(os.path.join(workdir, stream), os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-        signal.alarm(KILL_AFTER)  # a hang (a FIFO opened for reading) is killed and reported
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status, usage = os.wait4(pid, 0)
-    results[name] = {"code": os.waitstatus_to_exitcode(status), "peak_bytes": usage.ru_maxrss * 1024,
-                     "seconds": time.perf_counter() - start}
-print(json.dumps(results))
-""".replace("KILL_AFTER", str(KILL_AFTER_SECONDS))
 LIGHT = ["scolio_core.cli.inspect"]
 TORCH = ["scolio_core.cli.render", "scolio_core.cli.train", "scolio_core.cli.import_checkpoint",
          "scolio_core.cli.predict", "scolio_core.evaluation.predict", "scolio_core.training.checkpoint",
@@ -350,12 +321,10 @@ def _run_checker(cases: list[Case], modules: list[str], base: Path) -> None:
     for case in cases:
         (base / "out" / case.name).mkdir(parents=True)
         jobs.append((case.name, str(base / "out" / case.name), case.argv))
-    done = subprocess.run([sys.executable, "-c", CHECKER, json.dumps(jobs), *modules], cwd=base, env=_env(),
-                          capture_output=True, text=True, timeout=KILL_AFTER_SECONDS * 4, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for name, result in json.loads(done.stdout.splitlines()[-1]).items():
-        case = next(c for c in cases if c.name == name)
-        case.result = {**result, "stderr": (base / "out" / name / "stderr").read_text(errors="replace")}
+    results = run_forked(jobs, modules, cwd=base, env=_env(), limit_bytes=6 << 30,
+                         kill_after_seconds=KILL_AFTER_SECONDS, timeout=KILL_AFTER_SECONDS * 4)
+    for case in cases:
+        case.result = results[case.name]
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,7 @@ HOSTILE = {
     "float dtype flagged as objects": (PROTO2 + _dtype("f8", 63), "dtype state"),
     "shape claim via BUILD": (PROTO2 + _empty_array() + pickle.MARK + _int(1) + _int(1 << 44) + pickle.TUPLE1
                               + _dtype("u1") + pickle.NEWFALSE + pickle.EMPTY_LIST + pickle.TUPLE
-                              + pickle.BUILD, "16.0 TiB, over the 256.0 MiB cap"),
+                              + pickle.BUILD, "16.0 TiB, over the 64.0 MiB cap"),
     "shape claim via _frombuffer": (pickle.PROTO + b"\x05" + _global(f"{NUMPY_CORE}.numeric", "_frombuffer")
                                     + pickle.MARK + pickle.BYTEARRAY8 + struct.pack("<Q", 0) + _dtype("f4")
                                     + _int(1 << 62) + _int(1 << 62) + pickle.TUPLE2 + _text("C") + pickle.TUPLE
@@ -207,8 +207,10 @@ def test_array_and_file_caps_are_configurable(tmp_path: Path, protocol: int) -> 
         safe_load(path, limits=PickleLimits(max_file_bytes=100))
     with pytest.raises(DataError, match="over the 100 bytes file-size cap"):
         safe_loads(path.read_bytes(), "a.pkl", limits=PickleLimits(max_file_bytes=100))
-    # the defaults sit far above a long real sequence: 1,000 silhouette frames are 4 MiB
-    assert DEFAULT_LIMITS.max_array_bytes >= 64 * 1000 * 64 * 64 and DEFAULT_LIMITS.max_file_bytes >= 64 * 4096000
+    # the defaults sit far above a long real sequence (1,000 silhouette frames are 4 MiB) and keep a load's
+    # peak under 1 GB (64 MiB of file, its copy, the array and a float32 copy of a float16 one)
+    assert DEFAULT_LIMITS.max_array_bytes >= 16 * 1000 * 64 * 64 and DEFAULT_LIMITS.max_file_bytes >= 16 * 4096000
+    assert DEFAULT_LIMITS.max_file_bytes <= 64 << 20
 
 
 def test_non_contiguous_and_fortran_arrays_round_trip_under_protocol_5() -> None:

@@ -93,7 +93,11 @@ def check_workdir(workdir: str | Path) -> None:
     for name in OWNED_FILES:
         _check_owned(workdir, name, record)
     checkpoints = workdir / "checkpoints"
-    if checkpoints.is_dir() and not checkpoints.is_symlink():
+    if checkpoints.is_symlink() or (os.path.lexists(checkpoints) and not checkpoints.is_dir()):
+        # a link would put checkpoints (and their pruning) in someone else's folder
+        raise WorkdirError(f"{one_line(str(checkpoints))}: a link or a file, not a folder scoliotune made; nothing "
+                           "was changed: choose a new --workdir")
+    if checkpoints.is_dir():
         for entry in sorted(checkpoints.glob("iter_*")):
             reason = not_ours_reason(entry) if entry.is_dir() and not entry.is_symlink() else "not a directory"
             if reason:

@@ -48,14 +48,18 @@ _MiB = 1 << 20
 
 @dataclass(frozen=True)
 class PickleLimits:
-    """Resource caps for one data pickle (defaults far above the release: a 1,000-frame silhouette file is 4 MiB)."""
+    """Resource caps for one data pickle (defaults far above the release: a 1,000-frame silhouette file is 4 MiB).
 
-    max_file_bytes: int = 256 * _MiB  # checked with stat before the file is opened for reading
-    max_array_bytes: int = 256 * _MiB  # shape x itemsize of each array, checked before it is allocated
+    64 MiB keeps a load's peak under 1 GB whatever a file holds: the file's bytes, the loader's copy, the
+    array, and the float32 copy a float16 pose array becomes (an adversarial try at 256 MiB peaked at 1.36 GB).
+    """
+
+    max_file_bytes: int = 64 * _MiB  # checked with stat before the file is opened for reading
+    max_array_bytes: int = 64 * _MiB  # shape x itemsize of each array, checked before it is allocated
     max_opcodes: int = 1_000_000  # a numpy array pickles in ~40 opcodes; each opcode makes at most one object
     # Across one load: declared array bytes plus byte strings the stand-ins make (the stream's own bytes are
     # bounded by max_file_bytes). A protocol-2 array costs twice its size here (its latin1 copy, then the array).
-    max_total_bytes: int = 256 * _MiB
+    max_total_bytes: int = 128 * _MiB
     # Across one load: items of every list, dict and set built (a memoised list fed to set() counts each time).
     max_total_elements: int = 2_000_000
 

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from scolio_core import names
+from scolio_core.tracking.answer_view import answer_audit, answer_audit_lines
 from scolio_core.tracking.record import (
     SweepRecord,
     Trial,
@@ -181,6 +182,7 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
         "split_fingerprint": split_fp, "trainval_fingerprint": tags.get(names.TAG_TRAINVAL_FINGERPRINT),
         "contract": contract_info, "problems": problems, "warnings": warnings, "clean": not problems,
         "confirmation": _confirmation_audit(confirmed),
+        "answer": answer_audit(record),  # tracking/answer_view.py
     }
     audit["verdict"] = format_audit(audit)
     return audit
@@ -367,6 +369,7 @@ def format_audit(audit: dict) -> str:
                      f"{audit['selection_split'] or 'an unrecorded split'} by {audit['selection_metric']} "
                      f"({audit['mode']}): {_number(audit['winner_value'])}; "
                      f"best of all trials {_number(audit['best_value'])}")
+    lines.extend(answer_audit_lines(audit.get("answer")))
     lines.append(f"- test set evaluated {n} time(s)" + (" (one-shot)" if n == 1 else "")
                  + (f"; reopened attempts {audit['reopened_attempts']}" if audit["reopened_attempts"] else ""))
     lines.append(f"- split fingerprint {audit['split_fingerprint'] or 'not recorded'}; train/val fingerprint "

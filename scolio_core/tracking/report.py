@@ -123,7 +123,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------------------------------------- report
-def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str) -> str:
+def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str, answer: list[str] = ()) -> str:
     trials = board[board["split"] == "val"]
     counts = Counter(trials["status"])
     winner = record.winner()
@@ -150,6 +150,7 @@ def _summary(record: SweepRecord, board: pd.DataFrame, audit_text: str) -> str:
                      f"{best:.4f} at evaluation {step} (val accuracy {acc:.4f}).")
         lines += [f"- {name} = {winner.params.get(name)}" for name in record.searched]
     lines += _confirmation_summary(record)
+    lines += answer  # tracking/answer_view.py: the best set on val and each knob's effect
     result = winner_test_result(record)
     lines += ["", "## Test", ""]
     if result is None:
@@ -300,5 +301,7 @@ def build_report(tracking_uri: str, sweep_name: str, out_dir: str | Path,
         except (DataError, ConfigError) as exc:
             paths.notes.append(f"skeleton_previews.png skipped: {exc}")
     audit = audit_sweep(tracking_uri, sweep_name, experiment, record=record)
-    paths.summary_md.write_text(_summary(record, board, audit["verdict"]))
+    from scolio_core.tracking.answer_view import answer_section
+
+    paths.summary_md.write_text(_summary(record, board, audit["verdict"], answer_section(tracking_uri, record)))
     return paths

@@ -48,7 +48,7 @@ from scolio_core import CLASS_NAMES, __version__
 from scolio_core.config import ExperimentConfig
 from scolio_core.data.bounded import file_kind, parse_json_bounded, read_bounded
 from scolio_core.data.splits import TrainValSplit
-from scolio_core.errors import ContractError, one_line
+from scolio_core.errors import ConfigError, ContractError, one_line
 from scolio_core.provenance import git_commit
 
 WEIGHTS = "weights.pt"
@@ -458,7 +458,10 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
         raise ContractError(f"{directory / CONTRACT}: class order {_quoted(contract.get('class_names'))} "
                             f"differs from {list(CLASS_NAMES)}; re-import the checkpoint to remap it")
     _check_split(contract.get("split"), directory / CONTRACT)
-    config = ExperimentConfig.from_dict(contract["config"])
+    try:
+        config = ExperimentConfig.from_dict(contract["config"])
+    except ConfigError as exc:  # a bad value in a contract names the file it came from
+        raise ContractError(f"{directory / CONTRACT}: config: {exc}") from None
     model_state = _load_tensor_bytes(blobs[WEIGHTS], directory / WEIGHTS)
     return Checkpoint(directory=directory, config=config, contract=contract, model_state=model_state,
                       hashes=hashes)

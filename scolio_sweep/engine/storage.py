@@ -169,6 +169,9 @@ def check_replaceable(folder: str | Path, what: str) -> None:
     absent, empty, or carry OWNED_MARKER; anything else is a WorkdirError and nothing in it is touched."""
     folder = Path(folder)
     if not os.path.lexists(folder):
+        existing = next(parent for parent in folder.absolute().parents if os.path.lexists(parent))
+        if not existing.is_dir():  # e.g. --results-dir names a file: writing under it would fail after compute
+            raise WorkdirError(f"{existing} ({what}: {folder}) is not a folder; nothing was changed")
         return
     if folder.is_symlink() or not folder.is_dir():
         raise WorkdirError(f"{folder} ({what}) exists and is not a folder scoliotune wrote; nothing was changed: "

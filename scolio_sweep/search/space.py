@@ -125,6 +125,8 @@ def parse_distribution(spec: Any, where: str) -> Distribution:
             if not _is_bounded_scalar(value):
                 raise ConfigError(f"{where}.choice: {brief(value)} is not a string, a boolean or a finite number "
                                   f"within +-{MAX_ABS_BOUND:g}")
+        if len({(type(v), v) for v in values}) != len(values):  # a repeat would weight TPE's prior silently
+            raise ConfigError(f"{where}.choice lists a value twice: {brief(values)}")
         return Choice(tuple(values))
     if not isinstance(values, list) or len(values) != 2 or not all(is_number(v) for v in values):
         raise ConfigError(f"{where}.{kind} needs a list [low, high] of numbers, got {brief(values)}")

@@ -192,6 +192,9 @@ class SweepProfile:
     monitoring: Monitoring = field(default_factory=Monitoring)
     seed: int = 0
     description: str = ""
+    # Not a YAML key: whether the YAML has an asha section (DRF grids have none: no scheduler), so the rung
+    # check runs again after command-line overrides exactly where it ran on the YAML.
+    stops_early: bool = field(default=True, compare=False)
 
     @property
     def num_samples(self) -> int:
@@ -258,7 +261,7 @@ def load_profile(name_or_path: str) -> SweepProfile:
     raw = load_yaml_file(path) or {}  # bounded: size, depth, no aliases (scolio_core/safe_yaml.py)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: a profile is a mapping, got {type(raw).__name__}")
-    allowed = [f.name for f in dataclasses.fields(SweepProfile)]
+    allowed = [f.name for f in dataclasses.fields(SweepProfile) if f.name != "stops_early"]
     unknown = [key for key in raw if key not in allowed]
     if unknown:
         raise ConfigError(f"{path}: {cut(str(unknown[0]), 60)}: unknown profile key (known: {', '.join(allowed)})")
@@ -302,9 +305,9 @@ def load_profile(name_or_path: str) -> SweepProfile:
         confirm=_build_section(Confirmation, raw.get("confirm"), f"{path}: confirm"),
         resources=_build_section(Resources, raw.get("resources"), f"{path}: resources"),
         monitoring=_build_section(Monitoring, raw.get("monitoring"), f"{path}: monitoring"),
-        seed=seed, description=description)
+        seed=seed, description=description, stops_early="asha" in raw)
     check_profile(profile, str(path))
-    if "asha" in raw:  # a profile that stops early (DRF grids have no asha section: no scheduler)
+    if profile.stops_early:
         check_rungs_after_decay(profile, str(path))
     return profile
 
@@ -334,6 +337,9 @@ def check_profile(profile: SweepProfile, where: str) -> None:
         rung_milestones(profile.evaluations_per_trial, profile.asha.grace_period, profile.asha.reduction_factor)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    both = sorted(set(profile.fixed) & set(profile.search))
+    if both:  # the search would silently override the fixed value
+        raise ConfigError(f"{where}: {cut(both[0], 60)} is both fixed and searched; keep one")
     if profile.confirm.enabled and "train.seed" in profile.search:
         raise ConfigError(f"{where}: confirm: re-trains candidates with new train.seed values, but the profile "
                           "searches train.seed; fix it or set confirm.candidates: 0")
@@ -377,7 +383,10 @@ def apply_overrides(profile: SweepProfile, *, num_samples: int | None = None,
     confirm.validate("--confirm")
     changed = profile.replace(budget=budget, resources=resources, confirm=confirm,
                               fixed={**profile.fixed, **(fixed or {})})
-    check_profile(changed, f"profile {profile.name} with the command line's flags")
+    where = f"profile {profile.name} with the command line's flags"
+    check_profile(changed, where)
+    if changed.stops_early:  # e.g. --set train.milestones=[20] moves the last decay past a rung
+        check_rungs_after_decay(changed, where)
     return changed
 
 

@@ -1,1 +1,1 @@
-"""The driver stages, in order: prepare -> run -> confirm -> finish."""
+"""The driver stages, in order: prepare -> run -> confirm -> answer -> finish."""

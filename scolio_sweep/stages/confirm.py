@@ -119,6 +119,7 @@ class Confirmed:
     tested_result: Any  # ray.tune.Result of the tested confirmation trial
     tested_checkpoint: Any  # its best checkpoint by val (ray.tune.Checkpoint)
     tested_val: dict[str, float]
+    results: Any = None  # the confirmation's Tune ResultGrid: every re-training (scolio_sweep/stages/answer.py)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -206,7 +207,7 @@ def confirm(context: SweepContext, trainable: Callable, results) -> Confirmed | 
     record = ConfirmationRecord(metric=metric, mode=mode, seeds=seeds, candidates=confirmed, chosen=chosen,
                                 tested_trial=trial_id_of(tested_result))
     record_confirmation(context, record)
-    return Confirmed(record, tested_result, tested_checkpoint, tested_val)
+    return Confirmed(record, tested_result, tested_checkpoint, tested_val, results=grid)
 
 
 

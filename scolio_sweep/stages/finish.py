@@ -54,6 +54,7 @@ class SweepOutcome:
     model_uri: str = ""  # the tested model in the MLflow Model Registry (models:/<name>@champion)
     oracle_val_macro_f1: float | None = None  # synthetic data: the severity oracle on the val ids
     confirmation: object | None = None  # scolio_sweep.stages.confirm.ConfirmationRecord when the candidates were confirmed
+    answer: object | None = None  # scolio_core.evaluation.answer.Answer: the best set and knob effects on val
 
 
 def trial_id_of(result) -> str:
@@ -229,7 +230,7 @@ def write_results(context: SweepContext) -> None:
 
 
 def outcome_of(context: SweepContext, selection: Selection, result=None, *, final_stage: str = "",
-               model_uri: str = "") -> SweepOutcome:
+               model_uri: str = "", answer=None) -> SweepOutcome:
     return SweepOutcome(
         name=context.name, parent_run_id=selection.parent_run_id, trial_id=selection.trial_id, val=selection.val,
         test=result.metrics if result else {}, reopened=bool(result and result.reopened),
@@ -237,11 +238,11 @@ def outcome_of(context: SweepContext, selection: Selection, result=None, *, fina
         seen_before=result.seen_before if result else 0,
         test_counts=result.test_set.class_counts if result and result.test_set else {},
         deferred=result is None, final_stage=final_stage, model_uri=model_uri,
-        oracle_val_macro_f1=context.oracle_val_macro_f1, confirmation=selection.confirmation)
+        oracle_val_macro_f1=context.oracle_val_macro_f1, confirmation=selection.confirmation, answer=answer)
 
 
 def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, defer_test: bool = False,
-                 confirmed=None) -> SweepOutcome:
+                 confirmed=None, answer=None) -> SweepOutcome:
     """Select on val (the confirmation's choice when `confirmed`, scolio_sweep/stages/confirm.py), then test once through the
     lockbox (or reuse the recorded test) unless the study's test is deferred to its finetune stage; write
     results/."""
@@ -260,7 +261,7 @@ def finish_sweep(context: SweepContext, results, reopen_test: bool = False, *, d
     if result is not None:  # after results/: a failed registration loses nothing, and a re-run registers it
         model_uri = register_model(context, selection.checkpoint, result, study=context.name,
                                    parent_run_id=selection.parent_run_id)
-    return outcome_of(context, selection, result, model_uri=model_uri)
+    return outcome_of(context, selection, result, model_uri=model_uri, answer=answer)
 
 
 def choose_final(baseline_val: float, finetune_val: float) -> str:
@@ -302,6 +303,9 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
             print(line)
     else:
         print("        (the best of many evaluations on a small val set: biased upwards, not an estimate)")
+    if outcome.answer is not None:  # scolio_sweep/stages/answer.py: what val cannot tell apart, and each knob
+        for line in outcome.answer.summary_lines():
+            print(line)
     if outcome.deferred:
         print("  test: no look in this stage (a study opens its test set once, after its last stage)")
     else:

@@ -130,6 +130,8 @@ def check_data(profile: SweepProfile) -> Split:
         split = this
         validate_trainval(config, split)
         validate_test_files(config, split)
+    if not split.test:  # the sweep ends in a test look: an empty TEST_SET would spend the compute for nothing
+        raise ConfigError(f"{split.partition}: TEST_SET is empty; a sweep ends with its one test look")
     return split
 
 

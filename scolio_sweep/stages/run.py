@@ -133,8 +133,9 @@ def run_trials(context: SweepContext, trainable: Callable, *, search_alg=None, s
     from scolio_core.tracking.ledger import ledger_provenance
 
     # Every checkpoint records the sweep's test ledger: `scolio eval` evaluates it there, or refuses.
-    parameters: dict[str, Any] = {"split": context.trainval, "ledger": ledger_provenance(context.tracking_uri,
-                                                                                         context.name),
+    # (the confirmation stage runs under the Tune name "confirm": its sweep is the lifecycle's)
+    sweep = getattr(context.lifecycle, "sweep_name", None) or context.name
+    parameters: dict[str, Any] = {"split": context.trainval, "ledger": ledger_provenance(context.tracking_uri, sweep),
                                   "system_metrics_interval_s": profile.monitoring.trial_interval_s(),
                                   "select_metric": profile.metric,
                                   **(trainable_parameters or {})}
