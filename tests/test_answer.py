@@ -160,3 +160,12 @@ def test_the_audit_says_the_best_set_and_whether_the_selected_configuration_is_i
     assert '2 of 7 configurations, ["body-only σ2.6", "full-body σ1.2"]' in line
     assert line.endswith("the selected configuration is NOT in it")
     assert answer_audit(SimpleNamespace(tags={})) is None and answer_audit_lines(None) == []
+
+
+def test_configurations_whose_labels_round_alike_stay_apart():
+    models = [ModelEvidence("t1", "body-only σ2.6", {"input.sigma": 2.61}, predictions(0.8, 0)),
+              ModelEvidence("t2", "body-only σ2.6", {"input.sigma": 2.64}, predictions(0.3, 1))]
+    answer = answer_from_evidence(LABELS, models, ["input.sigma"], selected={"input.sigma": 2.64})
+    assert answer.best_set == ["body-only σ2.6 [t1]"]
+    assert answer.selected == "body-only σ2.6 [t2]" and answer.selected_in_set is False
+    assert "(the selected configuration body-only σ2.6 [t2] is NOT in the set)" in "\n".join(answer.summary_lines())

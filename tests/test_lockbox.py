@@ -12,13 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from scolio_core.data.resolve import resolve_split
 from scolio_core.errors import ContractError, LockboxError
-from scolio_core.evaluation.lockbox import (
-    FileLedger,
-    decide,
-    evaluate_test_once,
-    resolve_test_set,
-    test_set_key,
-)
+from scolio_core.evaluation.lockbox import decide, evaluate_test_once
+from scolio_core.evaluation.looks import FileLedger, resolve_test_set, test_set_key
 from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
 from scolio_core.training.batches import load_trainval
 from scolio_core.training.checkpoint import read_checkpoint

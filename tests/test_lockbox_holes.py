@@ -478,7 +478,8 @@ def test_a_finetune_stage_and_its_baseline_audit_clean_after_the_studys_one_look
 def test_ids_on_another_stand_in_are_other_sequences(models, tmp_path):
     """Two synthetic stand-ins share id names, not sequences: a look on one is no look at the other (the
     release and copies of it are one data set: `dataset_identity`)."""
-    from scolio_core.evaluation.lockbox import FileLedger, check_trainval_use, dataset_identity, touched
+    from scolio_core.evaluation.lockbox import check_trainval_use
+    from scolio_core.evaluation.looks import FileLedger, dataset_identity, touched
 
     ledger = FileLedger(tmp_path / "ledger.jsonl")
     trainval = models.split.trainval()

@@ -149,6 +149,55 @@ def test_one_shot_test_recorded_once_on_the_model_the_confirmation_selected(swee
     assert re.search(r"on \d+ test sequences \(\d+ negative / \d+ neutral / \d+ positive\)", done.stdout)
 
 
+def test_the_answer_is_a_set_with_evidence_on_val(sweep):
+    """The best set on val (a model confidence set over configurations) and each knob's effect: printed before
+    the test look, tagged on the parent, its evidence in answer/answer.json (every model's val predictions, from
+    the checkpoint its recorded best val came from), in summary.md and in the audit."""
+    from sklearn.metrics import f1_score
+
+    from scolio_core.data.resolve import resolve_split
+    from scolio_core.tracking.audit import audit_sweep
+
+    workdir, done = sweep
+    children, parent = runs_of(workdir, "e2e")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    local = mlflow.artifacts.download_artifacts(run_id=parent["run_id"], artifact_path=names.ARTIFACT_ANSWER,
+                                                dst_path=str(workdir / "answer"), tracking_uri=uri)
+    answer = json.loads(Path(local).read_text())
+    best = json.loads(parent[f"tags.{names.TAG_ANSWER_BEST_SET}"])
+    assert best and best == answer["best_set"] and answer["selected"] in {r["label"] for r in answer["configurations"]}
+    assert parent[f"tags.{names.TAG_ANSWER_SELECTED_IN_SET}"] == str(answer["selected"] in best).lower()
+    assert parent[f"tags.{names.TAG_ANSWER_CONFIGURATIONS}"] == str(len(answer["configurations"]))
+    # The evidence is val, never test: the split's val ids, in order, with their labels.
+    config = load_profile("smoke").base_config().replace(**{"data.root": parent["tags.scolio.data_root"]})
+    split = resolve_split(config)
+    evidence = answer["evidence"]
+    assert evidence["ids"] == list(split.trainval().val) and not set(evidence["ids"]) & set(split.test)
+    # Every search trial but the confirmed candidates' own runs, and every confirmation run, each scored by the
+    # checkpoint of its recorded best val: its predictions give that run's best val macro-F1 again.
+    confirms = confirmation_runs(workdir, parent["run_id"])
+    runs = {row["tags.ray.trial_id"]: row["run_id"] for frame in (children, confirms) for _, row in frame.iterrows()}
+    candidates = {row["search_trial"] for row in json.loads(parent[f"tags.{names.TAG_CONFIRMATION}"])["candidates"]}
+    trials = [m["trial"] for m in evidence["models"]]
+    assert set(confirms["tags.ray.trial_id"]) <= set(trials) <= set(runs) and not candidates & set(trials)
+    client = MlflowClient(uri)
+    for model in evidence["models"]:
+        recorded = max(m.value for m in client.get_metric_history(runs[model["trial"]], "val/macro_f1"))
+        again = f1_score(evidence["labels"], model["predicted"], labels=[0, 1, 2], average="macro", zero_division=0)
+        assert again == pytest.approx(recorded), model["trial"]
+    assert {len(r["models"]) for r in answer["configurations"] if r["label"] == answer["selected"]} == {2}  # 2 seeds
+    for effect in answer["effects"]:
+        assert effect["knob"] in load_profile("smoke").search
+        assert effect["macro_recall"]["low"] <= effect["macro_recall"]["effect"] <= effect["macro_recall"]["high"]
+    # Where a researcher reads it: the printout (before the look), summary.md and the audit.
+    assert done.stdout.index("answer: ") < done.stdout.index("registered the tested model")
+    assert "  the answer on val (" in done.stdout and "    best set: " in done.stdout
+    summary = (workdir / "results" / "e2e" / "summary.md").read_text()
+    assert "## The answer: the best set and each knob's effect" in summary
+    verdict = audit_sweep(uri, "e2e")["verdict"]
+    assert "- best set on val (model confidence set;" in verdict and "the selected configuration is" in verdict
+
+
 def confirmation_runs(workdir: Path, parent_run_id: str) -> pd.DataFrame:
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["scoliotune"],

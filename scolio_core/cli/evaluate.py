@@ -78,7 +78,7 @@ def pick_ledger(args: argparse.Namespace, checkpoint=None):
 def scores_test_ids(choice, ids, data_root: str) -> bool:
     """Whether a look in the chosen ledger scored any of `ids` (never creates a store that is not there)."""
     from scolio_core import names
-    from scolio_core.evaluation.lockbox import dataset_identity, kind_of, touched
+    from scolio_core.evaluation.looks import dataset_identity, kind_of, touched
     from scolio_core.tracking.ledger import existing_store
 
     if not existing_store(choice.location):

@@ -188,11 +188,15 @@ def group_models(labels: np.ndarray, models: Sequence[ModelEvidence]) -> list[Co
     for model in models:
         groups.setdefault(json.dumps(dict(model.values), sort_keys=True, default=str), []).append(model)
     everything = np.arange(len(labels))[None]
+    # Labels round (sigma 2.61 and 2.64 both read σ2.6): a repeated one names its first trial too.
+    repeated = {label for label in (g[0].label for g in groups.values())
+                if sum(g[0].label == label for g in groups.values()) > 1}
     configurations = []
     for members in groups.values():
         loss = np.mean([sequence_loss(labels, m.predicted) for m in members], axis=0)
         scores = [resampled_scores(labels, np.asarray(m.predicted, dtype=np.int64), everything) for m in members]
-        configurations.append(Configuration(members[0].label, dict(members[0].values), tuple(members), loss,
+        label = f"{members[0].label} [{members[0].trial}]" if members[0].label in repeated else members[0].label
+        configurations.append(Configuration(label, dict(members[0].values), tuple(members), loss,
                                             {s: float(np.mean([x[s][0] for x in scores])) for s in SCORES}))
     return configurations
 
@@ -215,7 +219,9 @@ def _groups(knob: str, configurations: list[Configuration], reference: Any) -> l
         low = [c for c in having if c.values[knob] < middle]
         if not high or not low:
             return []
-        span = lambda group: f"{min(c.values[knob] for c in group):.3g} to {max(c.values[knob] for c in group):.3g}"  # noqa: E731
+        def span(group: list[Configuration]) -> str:
+            return f"{min(c.values[knob] for c in group):.3g} to {max(c.values[knob] for c in group):.3g}"
+
         return [("halves", f"high ({span(high)})", f"low ({span(low)})", high, low)]
     levels = sorted({str(v) for v in values})
     base = str(reference) if reference is not None and str(reference) in levels else \

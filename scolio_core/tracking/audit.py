@@ -258,7 +258,7 @@ def study_looks(tracking_uri: str, study: str, family: str, key: str | None, par
     key) that scored some of them, before the study's first look or after it; key_looks: every look at the
     study's exact test-set key; tampering: what the hash chain, the looks the study's parent runs were told of
     (`parents`: names.TAG_LOCKBOX_SEEN) and the parent's own look entries (`entries`) say was changed."""
-    from scolio_core.evaluation.lockbox import family_of, ids_of, kind_of
+    from scolio_core.evaluation.looks import family_of, ids_of, kind_of
     from scolio_core.tracking.ledger import MlflowLedger
 
     ledger = MlflowLedger(tracking_uri)

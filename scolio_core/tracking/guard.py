@@ -55,7 +55,8 @@ def check_sweep_split(tracking_uri: str, experiment: str, name: str, split: Spli
     Runs before Ray starts and before any trial (scolio_sweep.stages.prepare.prepare_sweep)."""
     from mlflow.tracking import MlflowClient
 
-    from scolio_core.evaluation.lockbox import check_trainval_use, dataset_identity
+    from scolio_core.evaluation.lockbox import check_trainval_use
+    from scolio_core.evaluation.looks import dataset_identity
 
     if not existing_store(tracking_uri):
         return None  # a new store: no study, no look
@@ -83,7 +84,8 @@ def check_sweep_split(tracking_uri: str, experiment: str, name: str, split: Spli
 def check_training_split(tracking_uri: str | None, split: Split, data_root: str | None = None) -> None:
     """`scolio train`: refuse (one line, naming the ledger and why it was chosen) a split whose train or val
     ids are test ids of a study in the ledger. A store that does not exist holds no study."""
-    from scolio_core.evaluation.lockbox import check_trainval_use, dataset_identity
+    from scolio_core.evaluation.lockbox import check_trainval_use
+    from scolio_core.evaluation.looks import dataset_identity
 
     choice = choose_ledger(tracking_uri=tracking_uri)
     if not existing_store(choice.location):

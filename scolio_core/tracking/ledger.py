@@ -133,7 +133,7 @@ class MlflowLedger:
 
     @staticmethod
     def _look(experiment) -> dict:
-        from scolio_core.evaluation.lockbox import look_hash
+        from scolio_core.evaluation.looks import look_hash
 
         tags = experiment.tags
         try:
@@ -182,7 +182,7 @@ class MlflowLedger:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-        from scolio_core.evaluation.lockbox import look_hash
+        from scolio_core.evaluation.looks import look_hash
 
         record["prev_hash"] = self._hash_of(look - 1)
         pairs = record.get("pairs")
@@ -338,7 +338,7 @@ def open_ledger(location: str):
     """The ledger at `location`: an MLflow store (a URI), else a JSON-lines ledger file."""
     if "://" in location or location.startswith("databricks"):
         return MlflowLedger(location)
-    from scolio_core.evaluation.lockbox import FileLedger
+    from scolio_core.evaluation.looks import FileLedger
 
     return FileLedger(location)
 
