@@ -253,10 +253,13 @@ def _parse_search(raw: Any, source: str) -> dict[str, Distribution]:
 def load_profile(name_or_path: str) -> SweepProfile:
     """A profile by name (`smoke`, `demo`, `paper` under sweeps/) or by path; strict about every key."""
     path = Path(name_or_path)
+    # A checkout (or an editable install) has sweeps/ beside the package; a wheel installed into site-packages
+    # does not, and then the profiles are those of the checkout or job working dir the command runs in.
+    folder = PROFILE_DIR if PROFILE_DIR.is_dir() else Path.cwd() / "sweeps"
     if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.yaml"
+        path = folder / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
         raise ConfigError(f"sweep profile {brief(name_or_path)} not found (known: {', '.join(known)})")
     raw = load_yaml_file(path) or {}  # bounded: size, depth, no aliases (scolio_core/safe_yaml.py)
     if not isinstance(raw, Mapping):
