@@ -20,15 +20,19 @@ except ImportError:  # a bare checkout or a `ray job submit` working dir that is
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
-from scolio_sweep.studies.drf import run_drf_comparison  # noqa: E402
+
+
+def run_drf_sweep(args: argparse.Namespace) -> dict:
+    profile, settings = profile_from_args(args), settings_from_args(args)  # checked before Ray or torch load
+    from scolio_sweep.studies.drf import run_drf_comparison
+
+    return run_drf_comparison(profile, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_sweep_arguments(parser, default_profile="drf_demo")
-    # the profile is checked before Ray is even imported
-    return run_sweep_cli(lambda args: run_drf_comparison(profile_from_args(args), settings_from_args(args)),
-                         parser.parse_args(argv), "drf comparison")
+    return run_sweep_cli(run_drf_sweep, parser.parse_args(argv), "drf comparison")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,14 @@ except ImportError:  # a bare checkout or a `ray job submit` working dir that is
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
-from scolio_sweep.studies.finetune import print_study, run_finetune_stage  # noqa: E402
 
 
 def run_finetune_sweep(args: argparse.Namespace) -> None:
     profile = profile_from_args(args)  # a bad profile is refused before MLflow or Ray is even imported
-    outcome, baseline_val = run_finetune_stage(profile, settings_from_args(args), args.from_sweep, args.reopen_test)
+    settings = settings_from_args(args)
+    from scolio_sweep.studies.finetune import print_study, run_finetune_stage  # torch: once the flags hold
+
+    outcome, baseline_val = run_finetune_stage(profile, settings, args.from_sweep, args.reopen_test)
     print_study(outcome, baseline_val)
 
 

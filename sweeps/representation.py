@@ -25,17 +25,19 @@ except ImportError:  # a bare checkout or a `ray job submit` working dir that is
 
 from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
 from scolio_sweep.settings.profile import load_profile  # noqa: E402
-from scolio_sweep.stages.answer import answer_sweep  # noqa: E402
-from scolio_sweep.stages.confirm import confirm  # noqa: E402
-from scolio_sweep.stages.finish import SweepOutcome, finish_sweep, print_summary  # noqa: E402
-from scolio_sweep.stages.prepare import prepare_sweep  # noqa: E402
-from scolio_sweep.stages.run import build_search, run_trials  # noqa: E402
 
 
-def run_representation_sweep(args: argparse.Namespace) -> SweepOutcome:
-    profile = profile_from_args(args)  # a bad profile is refused before Ray is even imported
+def run_representation_sweep(args: argparse.Namespace):
+    profile = profile_from_args(args)  # a bad profile is refused before Ray (or torch) is even imported
     finetune = load_profile(args.finetune_profile) if args.finetune_profile else None
     settings = settings_from_args(args)
+    # The stages are imported once the command line holds: a refusal above costs no torch or sklearn import.
+    from scolio_sweep.stages.answer import answer_sweep
+    from scolio_sweep.stages.confirm import confirm
+    from scolio_sweep.stages.finish import finish_sweep, print_summary
+    from scolio_sweep.stages.prepare import prepare_sweep
+    from scolio_sweep.stages.run import build_search, run_trials
+
     context = prepare_sweep(profile, settings, kind="representation")
     from scolio_sweep.trainables.baseline import train_baseline
 

@@ -34,19 +34,15 @@ except ImportError:  # a bare checkout or a `ray job submit` working dir that is
 
 from scolio_core.config import parse_assignments  # noqa: E402
 from scolio_sweep.cli import add_run_arguments, run_sweep_cli, settings_from_args  # noqa: E402
+from scolio_sweep.settings.partitions import OFFICIAL_PARTITIONS, parse_partitions, parse_seeds  # noqa: E402
 from scolio_sweep.settings.profile import apply_overrides  # noqa: E402
-from scolio_sweep.studies.table import (  # noqa: E402
-    OFFICIAL_PARTITIONS,
-    parse_partitions,
-    parse_seeds,
-    run_table,
-    table_recipe,
-)
 
 
 def build_table_from_args(args: argparse.Namespace) -> None:
     partitions = parse_partitions(args.partitions)
     seeds = parse_seeds(args.seeds)
+    from scolio_sweep.studies.table import run_table, table_recipe  # torch and sklearn: once the flags hold
+
     settings = settings_from_args(args)
     profile, study_root = table_recipe(args.recipe, args.from_sweep, settings)
     profile = apply_overrides(profile, max_concurrent_trials=args.max_concurrent_trials,

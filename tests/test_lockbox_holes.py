@@ -435,7 +435,7 @@ def test_a_table_studys_partitions_overlap_but_are_one_study_and_audit_clean(mod
     split_114 = resolve_split(config_114)
     model_114 = _train(config_114, tmp_path / "m114")
 
-    from scolio_core.tracking.guard import check_sweep_split
+    from scolio_core.tracking.guard import check_sweep_split, table_family
 
     for name, split, config, checkpoints in (
             ("T-p112", models.split, models.config, {"seed0": models.winner, "seed1": models.runner_up}),
@@ -444,7 +444,7 @@ def test_a_table_studys_partitions_overlap_but_are_one_study_and_audit_clean(mod
         assert check_sweep_split(uri, EXPERIMENT, name, split, kind="table") is None
         parent, _ = make_parent(uri, name, split, models.root, kind="table", trials=list(checkpoints.values()),
                                 tags={names.TAG_TABLE: "T", names.TAG_TABLE_SEEDS: json.dumps(list(range(len(checkpoints))))})
-        look = evaluate_models_once(checkpoints, config, split, MlflowLedger(uri), study=name, family="T",
+        look = evaluate_models_once(checkpoints, config, split, MlflowLedger(uri), study=name, family=table_family(name, "table"),
                                     entry_point="sweeps/table.py", mirror=ParentRunLog(uri, parent))
         assert look.seen_before == 0
         MlflowClient(uri).set_terminated(parent, "FINISHED")

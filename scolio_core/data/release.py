@@ -28,7 +28,7 @@ from scolio_core.errors import DataError
 MODALITIES = ("skeleton", "silhouette")
 POSE_FRAME_SHAPE = (17, 3)
 SILHOUETTE_FRAME_SHAPE = (64, 64)
-_ID_PATTERN = re.compile(r"\d{5}")
+_ID_PATTERN = re.compile(r"[0-9]{5}")  # ASCII: "\d" also takes fullwidth and other Unicode digits
 # Class folder names used by earlier releases, with what they are called now.
 _RENAMED_CLASSES = {"critical": "neutral"}
 _MAX_LISTED = 5  # how many offending ids/files an error message spells out
@@ -76,6 +76,8 @@ def index_release(root: str | Path) -> dict[str, SequenceRecord]:
             continue
         if not _ID_PATTERN.fullmatch(id_dir.name):
             raise DataError(f"{id_dir}: sequence folder names must be five-digit ids like 00042")
+        if id_dir.is_symlink():  # an alias would let one sequence be scored under two ids (the lockbox counts ids)
+            raise DataError(f"{id_dir}: a sequence folder may not be a link (link the whole root instead)")
         found: list[tuple[int, str, Path]] = []
         for class_dir in sorted(p for p in id_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             label, class_name = _class_of(class_dir)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from scolio_core import CLASS_NAMES
 from scolio_core.data.bounded import load_json_bounded
@@ -198,6 +197,8 @@ def carve_split(partition: Partition, labels: Mapping[str, int], val_fraction: f
                         f"(not found in the data root): {_few(missing)}")
     y = np.array([int(labels[i]) for i in train_ids], dtype=np.int64)
     try:
+        from sklearn.model_selection import train_test_split  # only a carve pays sklearn's import
+
         train, val = train_test_split(train_ids, test_size=val_fraction, stratify=y, random_state=seed,
                                       shuffle=True)
     except ValueError as exc:

@@ -25,6 +25,10 @@ from scolio_core.data.release import index_release
 from scolio_core.errors import DataError
 
 OPENED, COMPLETED = "opened", "completed"
+# What makes a synthetic stand-in another data set: the generator's settings (same settings, same sequences).
+SYNTH_IDENTITY = ("generator_version", "num_sequences", "frames", "train_ratio", "seed", "severity_thresholds",
+                  "label_noise")
+TABLE_FAMILY_PREFIX = "table:"  # a table's family lives in its own namespace: no study can be named into it
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,20 @@ def dataset_identity(root: str | Path) -> str:
     """Which data set a data root holds, as far as ids are concerned: a synthetic stand-in is identified by its
     generator settings (`synth_meta.json`: two stand-ins share id names, not sequences), anything else is the
     release (its ids name the same sequences wherever a copy lives)."""
+    from scolio_core.data.bounded import load_json_bounded
+
     meta = Path(root) / "synth_meta.json"
-    try:
-        return "synth:" + hashlib.sha256(meta.read_bytes()).hexdigest()[:16] if meta.is_file() else "release"
-    except OSError:
+    if not meta.is_file():
         return "release"
+    try:
+        values = load_json_bounded(meta, 64 << 20)
+    except Exception:  # unreadable or hostile: not a stand-in's record, so the ids are the release's
+        return "release"
+    # The parsed generator settings, not the file's bytes: a space added to the file is the same stand-in.
+    settings = {key: values.get(key) for key in SYNTH_IDENTITY} if isinstance(values, dict) else {}
+    if not all(settings.get(key) is not None for key in SYNTH_IDENTITY):
+        return "release"
+    return "synth:" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def touched(look: Mapping, ids: frozenset[str], key: str | None = None, dataset: str | None = None) -> int:
@@ -105,7 +118,7 @@ def family_of(look: Mapping) -> str:
         return str(look["family"])
     study = str(look.get("study") or "")
     if look.get("entry_point") == "sweeps/table.py" and "-p" in study:
-        return study.rsplit("-p", 1)[0]
+        return TABLE_FAMILY_PREFIX + study.rsplit("-p", 1)[0]
     return study
 
 

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from scolio_core import names
+from scolio_core.evaluation.looks import TABLE_FAMILY_PREFIX
 from scolio_core.tracking.answer_view import answer_audit, answer_audit_lines
 from scolio_core.tracking.record import (
     SweepRecord,
@@ -87,7 +88,8 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
     # point that scored any of its test ids (under any test-set key, modality or checkpoint).
     study = tags.get(names.TAG_STUDY) or record.name  # a finetune stage belongs to its baseline's study
     key = tags.get(names.TAG_TEST_SET) or next((e.get("test_set") for e in entries if e.get("test_set")), None)
-    view = study_looks(tracking_uri, study, table or study, key, {parent_id, tested_parent}, entries)
+    family = TABLE_FAMILY_PREFIX + table if table else study  # a table's partitions: one family, its own namespace
+    view = study_looks(tracking_uri, study, family, key, {parent_id, tested_parent}, entries)
     own, before, after = view["own"], view["before"], view["after"]
     test_ids = view["test_ids"]
     relooks = [look for look, _ in after if look.get("kind", names.LOOK_KIND_TEST) == names.LOOK_KIND_TEST]
@@ -269,12 +271,9 @@ def study_looks(tracking_uri: str, study: str, family: str, key: str | None, par
     if not own and key:  # older records: the study's looks are those at its key
         own = [look for look in every if look.get("key") == key and look.get("study") == study]
     ids: set[str] = set()
-    legacy = False
     for look in own:
         scored = ids_of(look)
-        if scored is None:
-            legacy = True
-        else:
+        if scored is not None:
             ids |= scored
     test_ids = len(ids) or max([int(look.get("n_test") or 0) for look in own], default=0)
     first = min((int(look["look"]) for look in own), default=None)
@@ -290,7 +289,7 @@ def study_looks(tracking_uri: str, study: str, family: str, key: str | None, par
         if scored is not None and ids:
             count = len(scored & ids)
         else:  # a look recorded without its ids, or a study whose looks hold none: by the test-set key
-            count = test_ids if (legacy or not ids) and look.get("key") in own_keys else 0
+            count = test_ids if look.get("key") in own_keys else 0
         if count and first is not None:
             (before if int(look["look"]) < first else after).append((look, count))
     for run_id in sorted(p for p in parents if p):

@@ -26,9 +26,11 @@ MLFLOW_PREFIX = "mlflow:"  # train.init_from of a finetune: mlflow:<run id of th
 
 def table_family(name: str, kind: str) -> str | None:
     """The table a table partition's sweep belongs to (sweeps/table.py names them `<table>-p<token>`)."""
+    from scolio_core.evaluation.looks import TABLE_FAMILY_PREFIX
+
     if kind != "table" or "-p" not in name:
         return None
-    return name.rsplit("-p", 1)[0]
+    return TABLE_FAMILY_PREFIX + name.rsplit("-p", 1)[0]  # never equal to a sweep's study name
 
 
 def study_of(client, experiment_id: str | None, name: str, kind: str, init_from: str = "") -> str:

@@ -259,7 +259,14 @@ class ParentRunLog:
 
     def entries(self) -> list[dict]:
         tags = self.client.get_run(self.run_id).data.tags
-        rows = [json.loads(v) for k, v in tags.items() if k.startswith(TAG_LOCKBOX_ENTRY)]
+        rows = []
+        for name, value in tags.items():
+            if name.startswith(TAG_LOCKBOX_ENTRY):
+                try:
+                    rows.append(json.loads(value))
+                except json.JSONDecodeError:  # MLflow cuts a run tag past 8,000 characters, with only a warning
+                    raise LockboxError(f"run {self.run_id}: its look record {name} is not whole JSON (cut by the "
+                                       "store, or edited); the record cannot be trusted") from None
         return sorted(rows, key=lambda row: (row["attempt"], row["state"] == "completed"))
 
     def seen(self) -> dict[int, str]:

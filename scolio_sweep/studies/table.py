@@ -30,7 +30,6 @@ from scolio_sweep.search.space import Choice
 from scolio_sweep.settings.profile import Confirmation, SweepProfile, load_profile
 from scolio_sweep.settings.run_settings import SweepSettings
 
-OFFICIAL_PARTITIONS = ("112", "114", "118", "1116")
 # Columns of table.md, in the order papers report them; keys are CI_METRICS names.
 # The negative class's one-vs-rest specificity and the refer view's sensitivity are the same number (both
 # count non-negative sequences not called negative), so it is one column.
@@ -52,25 +51,6 @@ class PartitionResult:
     look: int
     reused: bool
     seen_before: int
-
-
-def parse_partitions(text: str) -> list[tuple[str, tuple[int, int, int]]]:
-    """'112,1116' -> [('112', (1, 1, 2)), ('1116', (1, 1, 16))]: the release's names, ratio pos:neu:neg."""
-    parsed = []
-    for token in (t.strip() for t in text.split(",")):
-        if not (token.startswith("11") and token[2:].isdigit() and int(token[2:]) >= 1):
-            raise ConfigError(f"--partitions: {token!r} is not a partition like 112, 114, 118 or 1116 "
-                              "(Scoliosis1K_<token>.json; the suffix is the train ratio 1:1:N)")
-        parsed.append((token, (1, 1, int(token[2:]))))
-    if len({token for token, _ in parsed}) != len(parsed):
-        raise ConfigError(f"--partitions: {text!r} names a partition twice")
-    return parsed
-
-
-def parse_seeds(count: int) -> list[int]:
-    if count < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {count}")
-    return list(range(count))
 
 
 def recipe_from_profile(recipe: str) -> SweepProfile:
