@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scolio_core.config import parse_assignments
-from scolio_core.errors import ScolioError
+from scolio_core.errors import ScolioError, one_line
 from scolio_core.names import DEFAULT_EXPERIMENT
 from scolio_core.tracking.store import resolve_tracking_uri
 from scolio_sweep.settings.profile import SweepProfile, apply_overrides, load_profile
@@ -89,6 +89,6 @@ def run_sweep_cli(run: Callable[[argparse.Namespace], Any], args: argparse.Names
     except ScolioError as exc:
         if args.debug:
             raise
-        print(f"{label}: error: {exc}", file=sys.stderr)
+        print(f"{label}: error: {one_line(str(exc))}", file=sys.stderr)  # control characters escaped
         return 2
     return 0
