@@ -89,3 +89,29 @@ def test_a_table_has_at_most_twenty_seeds():
     assert parse_seeds(MAX_SEEDS) == list(range(MAX_SEEDS))
     with pytest.raises(ConfigError, match="--seeds must be <= 20"):
         parse_seeds(MAX_SEEDS + 1)
+
+
+def test_a_file_ledger_edited_before_its_last_line_takes_no_more_looks(synth_root, tmp_path):
+    from conftest import tiny_config
+
+    from scolio_core.data.resolve import resolve_split
+    from scolio_core.evaluation.lockbox import evaluate_test_once
+    from scolio_core.evaluation.looks import FileLedger
+    from scolio_core.training.batches import load_trainval
+    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.loop import run_training
+
+    config = tiny_config(synth_root)
+    split = resolve_split(config)
+    result = run_training(config, load_trainval(config, split.trainval()), tmp_path / "run", lambda m, c: None)
+    checkpoint = read_checkpoint(result.best_checkpoint)
+    path = tmp_path / "ledger.jsonl"
+    evaluate_test_once(checkpoint, config, split, FileLedger(path), bootstrap_resamples=20)
+    first = path.read_text().splitlines()[0]
+    assert '"study"' in first
+    lines = path.read_text().splitlines()
+    lines[0] = first.replace('"study": "', '"study": "x', 1)  # the claim rewritten by hand
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LockboxError, match="no look is taken on an edited ledger") as info:
+        evaluate_test_once(checkpoint, config, split, FileLedger(path), reopen=True, bootstrap_resamples=20)
+    assert "\n" not in str(info.value)

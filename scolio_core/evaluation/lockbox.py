@@ -64,6 +64,7 @@ from scolio_core.evaluation.contract import check_contract
 from scolio_core.evaluation.looks import (
     COMPLETED,
     OPENED,
+    FileLedger,
     Ledger,
     TestSet,
     dataset_identity,
@@ -278,6 +279,10 @@ def _run_look(ledger: Ledger, config: ExperimentConfig, split: Split, ids: tuple
     the ledger and mirror that. The claim is written before `evaluate` reads any test data."""
     test_set = resolve_test_set(config, ids)
     validate_release(config.data.modality_root(config.input.modality), list(ids), config.input.modality)
+    if isinstance(ledger, FileLedger):  # its chain is checked here: nothing else reads a file ledger's history
+        edited = ledger.integrity()
+        if edited:
+            raise LockboxError(f"{edited[0]}; no look is taken on an edited ledger: restore the file")
     parent = getattr(mirror, "run_id", None)
     decision, entry = _claim_look(ledger, test_set, config, split, study=study, entry_point=entry_point,
                                   standalone=standalone, reopen=reopen, reopen_flag=reopen_flag,
