@@ -12,14 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-try:
-    import scolio_sweep  # noqa: F401  (installed: `pip install -e .`)
-except ImportError:  # a bare checkout or a `ray job submit` working dir that is not installed
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
+from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args
 
 
 def run_drf_sweep(args: argparse.Namespace) -> dict:

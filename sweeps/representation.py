@@ -16,15 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
-try:
-    import scolio_sweep  # noqa: F401  (installed: `pip install -e .`)
-except ImportError:  # a bare checkout or a `ray job submit` working dir that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args  # noqa: E402
-from scolio_sweep.settings.profile import load_profile  # noqa: E402
+from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args
+from scolio_sweep.settings.profile import load_profile
 
 
 def run_representation_sweep(args: argparse.Namespace):

@@ -25,17 +25,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-try:
-    import scolio_sweep  # noqa: F401  (installed: `pip install -e .`)
-except ImportError:  # a bare checkout or a `ray job submit` working dir that is not installed
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scolio_core.config import parse_assignments  # noqa: E402
-from scolio_sweep.cli import add_run_arguments, run_sweep_cli, settings_from_args  # noqa: E402
-from scolio_sweep.settings.partitions import OFFICIAL_PARTITIONS, parse_partitions, parse_seeds  # noqa: E402
-from scolio_sweep.settings.profile import apply_overrides  # noqa: E402
+from scolio_core.config import parse_assignments
+from scolio_sweep.cli import add_run_arguments, run_sweep_cli, settings_from_args
+from scolio_sweep.settings.partitions import OFFICIAL_PARTITIONS, parse_partitions, parse_seeds
+from scolio_sweep.settings.profile import apply_overrides
 
 
 def build_table_from_args(args: argparse.Namespace) -> None:

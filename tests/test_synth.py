@@ -213,3 +213,13 @@ def test_data_layer_reads_the_output(release) -> None:
         assert np.bincount(train_labels, minlength=3).tolist() == [summary.counts["train"][c] for c in CLASS_NAMES]
         sequences = load_sequences(root, split["TEST_SET"], modality)
         assert len(sequences) == len(split["TEST_SET"]) and sequences.frames.shape[0] == len(split["TEST_SET"]) * T
+
+
+def test_overwrite_replaces_only_an_earlier_synthesis(tmp_path: Path) -> None:
+    # A pose root someone else put there (no synth_meta.json: no marker of a synthesis) survives overwrite.
+    user = tmp_path / POSE / "00001"
+    user.mkdir(parents=True)
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="overwrite replaces only an earlier synthesis"):
+        synthesize(tmp_path, num_sequences=MIN_SEQUENCES, frames=2, seed=0, progress=False, overwrite=True)
+    assert (user / "notes.txt").read_text() == "mine" and not (tmp_path / SIL).exists()

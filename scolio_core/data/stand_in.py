@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +49,18 @@ def synthetic_root(synth: SynthSettings, cache_dir: Path | None) -> Path:
     root = (cache_dir or default_cache_dir()) / synth.cache_key
     if (root / "synth_meta.json").exists():
         return root
-    tmp = root.with_name(f".{synth.cache_key}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    print(f"synthesising the stand-in data set into {root} (once; cached for later runs)", flush=True)
-    synthesize(tmp, num_sequences=synth.num_sequences, frames=synth.frames,
-               train_ratio=parse_ratio(synth.train_ratio), seed=synth.seed, progress=True)
     root.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh folder this call made (never a name someone else could hold), renamed into place when whole.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{synth.cache_key}.tmp-", dir=root.parent))
+    print(f"synthesising the stand-in data set into {root} (once; cached for later runs)", flush=True)
+    try:
+        synthesize(tmp, num_sequences=synth.num_sequences, frames=synth.frames,
+                   train_ratio=parse_ratio(synth.train_ratio), seed=synth.seed, progress=True)
+    except BaseException:  # an interrupted synthesis leaves nothing behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.replace(tmp, root)
-    except OSError:  # another driver finished first
+    except OSError:  # another driver finished first: only our own folder goes
         shutil.rmtree(tmp, ignore_errors=True)
     return root

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from scolio_core import CLASS_NAMES
 from scolio_core.config import DataConfig
+from scolio_core.data.bounded import load_json_bounded
 from scolio_core.errors import ConfigError, DataError
 
 GENERATOR_VERSION = 1
@@ -393,6 +394,19 @@ def _dump(path: Path, array: np.ndarray) -> None:
         pickle.dump(array, handle, protocol=4)
 
 
+def read_synth_meta(out: str | Path) -> dict | None:
+    """The `synth_meta.json` an earlier synthesis left in `out` (the marker that its roots are scoliotune's), or
+    None when there is none or it is not one (no generator version)."""
+    meta = Path(out) / "synth_meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        values = load_json_bounded(meta, 64 << 20)
+    except (DataError, ConfigError):
+        return None
+    return values if isinstance(values, dict) and "generator_version" in values else None
+
+
 def synthesize(out_dir: str | Path, num_sequences: int = 300, frames: int = 40,
                train_ratio: tuple[int, int, int] = (1, 1, 8), seed: int = 0, progress: bool = True,
                overwrite: bool = False) -> SynthSummary:
@@ -400,7 +414,8 @@ def synthesize(out_dir: str | Path, num_sequences: int = 300, frames: int = 40,
     `synth_meta.json` (parameters and each id's latent severity). Same arguments -> byte-identical files.
 
     Existing pose/silhouette roots are refused unless `overwrite`, which deletes those two roots and the
-    partition file an earlier synthesis recorded in `synth_meta.json`; nothing else in `out_dir` is touched.
+    partition file an earlier synthesis recorded in `synth_meta.json` (its marker: without a readable one,
+    the roots are not ours and `overwrite` refuses too); nothing else in `out_dir` is touched.
     """
     if frames < 1:
         raise ConfigError(f"frames must be >= 1, got {frames}")
@@ -409,21 +424,23 @@ def synthesize(out_dir: str | Path, num_sequences: int = 300, frames: int = 40,
     out = Path(out_dir)
     defaults = DataConfig()
     pose_root, sil_root = out / defaults.pose_dir, out / defaults.silhouette_dir
+    earlier = read_synth_meta(out) if overwrite else None
     for root in (pose_root, sil_root):
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             if not overwrite:
                 raise DataError(f"{root} already exists and is not empty; refusing to mix two data sets "
                                 "(choose another directory or overwrite)")
-            shutil.rmtree(root) if root.is_dir() else root.unlink()
-    stale_meta = out / "synth_meta.json"
-    if overwrite and stale_meta.is_file():
+            if earlier is None:
+                raise DataError(f"{root} already exists and no synth_meta.json in {out} says scoliotune "
+                                "synthesised it; overwrite replaces only an earlier synthesis (nothing was deleted)")
+    if earlier is not None:
+        for root in (pose_root, sil_root):
+            if os.path.lexists(root):
+                shutil.rmtree(root) if root.is_dir() and not root.is_symlink() else root.unlink()
         # A partition from an earlier synthesis would list ids of a data set that no longer exists.
-        try:
-            stale_ratio = tuple(json.loads(stale_meta.read_text())["train_ratio"])
-        except (ValueError, KeyError, TypeError):
-            stale_ratio = ()
-        if len(stale_ratio) == 3:
-            (out / partition_filename(stale_ratio)).unlink(missing_ok=True)  # type: ignore[arg-type]
+        stale_ratio = earlier.get("train_ratio")
+        if isinstance(stale_ratio, list) and len(stale_ratio) == 3:
+            (out / partition_filename(tuple(stale_ratio))).unlink(missing_ok=True)  # type: ignore[arg-type]
 
     rng = np.random.default_rng(seed)
     slots = [(side, CLASS_NAMES.index(c)) for side in ("train", "test") for c in CLASS_NAMES

@@ -83,17 +83,13 @@ def dataset_identity(root: str | Path) -> str:
     """Which data set a data root holds, as far as ids are concerned: a synthetic stand-in is identified by its
     generator settings (`synth_meta.json`: two stand-ins share id names, not sequences), anything else is the
     release (its ids name the same sequences wherever a copy lives)."""
-    from scolio_core.data.bounded import load_json_bounded
+    from scolio_core.data.synth import read_synth_meta
 
-    meta = Path(root) / "synth_meta.json"
-    if not meta.is_file():
-        return "release"
-    try:
-        values = load_json_bounded(meta, 64 << 20)
-    except Exception:  # unreadable or hostile: not a stand-in's record, so the ids are the release's
+    values = read_synth_meta(root)  # None: no readable stand-in record, so the ids are the release's
+    if values is None:
         return "release"
     # The parsed generator settings, not the file's bytes: a space added to the file is the same stand-in.
-    settings = {key: values.get(key) for key in SYNTH_IDENTITY} if isinstance(values, dict) else {}
+    settings = {key: values.get(key) for key in SYNTH_IDENTITY}
     if not all(settings.get(key) is not None for key in SYNTH_IDENTITY):
         return "release"
     return "synth:" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

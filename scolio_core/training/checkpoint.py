@@ -218,6 +218,13 @@ def ensure_replaceable(directory: str | Path) -> None:
                             "replace it (nothing was deleted); choose a new directory")
 
 
+def clear_for_copy(directory: str | Path) -> None:
+    """Make room at `directory` for a copy of a checkpoint (Ray's `Checkpoint.to_directory`): ContractError,
+    nothing deleted, unless it is absent, empty or a checkpoint scoliotune wrote (`ensure_replaceable`)."""
+    ensure_replaceable(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def not_ours_reason(directory: str | Path) -> str | None:
     """None when `directory` is a checkpoint scoliotune wrote and may replace or remove; otherwise why not.
 

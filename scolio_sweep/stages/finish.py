@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -120,7 +119,7 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
     best trial."""
     from mlflow.tracking import MlflowClient
 
-    from scolio_core.training.checkpoint import ensure_replaceable
+    from scolio_core.training.checkpoint import clear_for_copy
 
     errors = [r for r in results if r.error is not None]
     if errors:
@@ -130,11 +129,9 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
     else:
         best, checkpoint, val = select_winner(context, results)
     trial_id = trial_id_of(best)
-    # Only a copy scoliotune made is replaced: a checkpoint with its marker, files and hashes
-    # (checkpoint.ensure_replaceable), never a folder someone else put there.
+    # Only a copy scoliotune made is replaced, never a folder someone else put there.
     local = context.work_dir / WINNER_CHECKPOINT_DIR
-    ensure_replaceable(local)
-    shutil.rmtree(local, ignore_errors=True)
+    clear_for_copy(local)
     checkpoint.to_directory(str(local))
 
     parent = context.parent_run_id

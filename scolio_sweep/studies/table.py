@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +123,7 @@ def run_partition(profile: SweepProfile, settings: SweepSettings, token: str, se
     from scolio_core.evaluation.lockbox import evaluate_models_once
     from scolio_core.tracking.guard import table_family
     from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
-    from scolio_core.training.checkpoint import ensure_replaceable, read_checkpoint
+    from scolio_core.training.checkpoint import clear_for_copy, read_checkpoint
     from scolio_sweep.stages.finish import best_checkpoint, test_config
     from scolio_sweep.stages.prepare import prepare_sweep
     from scolio_sweep.stages.run import run_trials, trial_param_space
@@ -145,9 +144,7 @@ def run_partition(profile: SweepProfile, settings: SweepSettings, token: str, se
             raise LockboxError(f"partition {token}: seed {seed} kept no checkpoint with a finite {metric} "
                                f"({result.error or 'no evaluation'}); re-run the same --name to resume it")
         local = context.work_dir / f"seed{seed}_checkpoint"
-        if local.exists():
-            ensure_replaceable(local)  # only a checkpoint scoliotune wrote is replaced
-            shutil.rmtree(local)
+        clear_for_copy(local)  # only a checkpoint scoliotune wrote is replaced
         checkpoint.to_directory(str(local))
         checkpoints[f"seed{seed}"] = read_checkpoint(local)
         val[seed] = best_val.get(metric, float("nan"))
