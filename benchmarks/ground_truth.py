@@ -117,15 +117,26 @@ def truth_trainable(config: dict, split, population_root: str, population_ids: l
     sequences, _ = load_sequence_set(scored, population_ids)
     device = pick_device(experiment.train.device)
     confusion: dict[int, list[list[int]]] = {}
+    val_logits: dict[int, list[list[float]]] = {}  # per pick: what the answer stage's best set and an ensemble's val use
+    full_pick = picks.get(max(decisions))
+    population_logits = None  # the full-budget pick's, the model an ensemble of re-trainings averages
     for at, state in sorted(states.items()):
         model = create_model(experiment.model, experiment.input.in_channels)
         model.load_state_dict(state, strict=True)
-        predictions = predict_sequences(model.to(device), sequences, scored, device, None)
+        model = model.to(device)
+        predictions = predict_sequences(model, sequences, scored, device, None)
         confusion[at] = confusion_matrix(predictions.labels, predictions.predicted, labels=list(range(3))).tolist()
+        val_logits[at] = np.round(predict_sequences(model, data.val, experiment, device, None).logits, 5).tolist()
+        if at == full_pick:
+            population_logits = predictions.logits.astype(np.float32)
     seed = experiment.train.seed
-    Path(out_dir, f"seed{seed}-{uuid.uuid4().hex}.json").write_text(json.dumps(
+    name = f"seed{seed}-{uuid.uuid4().hex}"
+    if population_logits is not None:
+        np.save(Path(out_dir, f"{name}.npy"), population_logits)
+    Path(out_dir, f"{name}.json").write_text(json.dumps(
         {"config": {k: v for k, v in config.items() if k in searched}, "seed": seed, "picks": picks,
-         "confusion": confusion}))
+         "confusion": confusion, "val_ids": list(data.val.ids), "val_logits": val_logits,
+         "population_logits": f"{name}.npy" if population_logits is not None else None}))
 
 
 def collect(out_dir: Path, key_of: Callable[[dict], str]) -> dict[str, dict[str, dict]]:
@@ -134,8 +145,8 @@ def collect(out_dir: Path, key_of: Callable[[dict], str]) -> dict[str, dict[str,
     truth: dict[str, dict[str, dict]] = {}
     for path in sorted(out_dir.glob("*.json")):
         row = json.loads(path.read_text())
-        truth.setdefault(str(row["seed"]), {})[key_of(row["config"])] = {"picks": row["picks"],
-                                                                          "confusion": row["confusion"]}
+        kept = {k: row[k] for k in ("picks", "confusion", "val_logits", "population_logits") if k in row}
+        truth.setdefault(str(row["seed"]), {})[key_of(row["config"])] = kept
     return truth
 
 

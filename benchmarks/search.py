@@ -52,6 +52,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 # Runnable from a checkout without `pip install -e .`: put the repository root on the path.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -381,13 +383,20 @@ def phase1_truth(args, root: Path, space: dict, split, storage: Path, rungs: lis
     print(f"  population: {len(population_ids)} sequences ({len(population_ids) // 3} per class) in "
           f"{population_root} ({time.perf_counter() - start:.0f} s); models scored at evaluations {decisions}",
           flush=True)
-    record: dict[str, Any] = {"population": {"root": population_root.name, "sequences": len(population_ids)},
-                              "decisions": decisions, "grid_seeds": {}, "truth": {}}
-    for seed in range(args.truth_seeds):
+    classes = {i: row["class"] for i, row in
+               json.loads((population_root / "synth_meta.json").read_text())["sequences"].items()}
+    record: dict[str, Any] = {"population": {"root": population_root.name, "sequences": len(population_ids),
+                                             "labels": [CLASS_NAMES.index(classes[i]) for i in population_ids]},
+                              "val_ids": list(split.val), "decisions": decisions, "grid_seeds": {}, "truth": {},
+                              "draw_size": args.draw_size}
+    first = args.truth_seed_from
+    logits: dict[str, Any] = {}
+    for seed in range(first, first + args.truth_seeds):
         out = storage.parent / "truth" / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
-        # The confirmation's seeds are only ever tested at the full budget: score only that model there.
-        scored_at = decisions if seed == 0 else decisions[-1:]
+        # A draw's first seed is its search seed; the confirmation's seeds are only ever tested at the full
+        # budget: score only that model there.
+        scored_at = decisions if (seed - first) % args.draw_size == 0 else decisions[-1:]
         trainable = tune.with_parameters(truth_trainable, split=split, population_root=str(population_root),
                                          population_ids=population_ids, decisions=scored_at, searched=list(space),
                                          out_dir=str(out))
@@ -395,14 +404,84 @@ def phase1_truth(args, root: Path, space: dict, split, storage: Path, rungs: lis
                                 points=[{**p, "train.seed": seed} for p in points])
         print(f"  grid at train.seed {seed}: {len(grid)} trials in {wall:.0f} s (load average "
               f"{os.getloadavg()[0]:.1f})", flush=True)
-        if seed == 0:
-            record.update({"grid": [asdict(t) for t in grid], "grid_wall_s": wall})
+        if seed == first:
+            record.update({"grid": [asdict(t) for t in grid], "grid_wall_s": wall, "grid_seed": seed})
         else:
             record["grid_seeds"][str(seed)] = [asdict(t) for t in grid]
         record["truth"].update(collect(out, point_key))
+        for key, row in record["truth"][str(seed)].items():
+            if row.get("population_logits"):  # a file name in the trial's folder -> a key of the npz beside
+                logits[f"{seed}|{key}"] = np.load(out / row["population_logits"])
+                row["population_logits"] = f"{seed}|{key}"
         if args.save:  # after each seed: a crash keeps what was measured
             Path(args.save).write_text(json.dumps(record))
+            np.savez_compressed(logits_path(Path(args.save)), **logits)
     return record
+
+
+def logits_path(record_path: Path) -> Path:
+    """The population logits of a truth record live beside it: R.json -> R.logits.npz."""
+    return record_path.with_suffix(".logits.npz")
+
+
+def truth_draw(record: dict) -> dict[str, dict[str, list[list[int]]]]:
+    """{seed: {point: population confusion of its full-budget model}} of a truth record (the draw no method
+    replays: benchmarks/selection.py)."""
+    full = str(max(record["decisions"]))
+    return {seed: {key: row["confusion"][str(row["picks"][full])] for key, row in rows.items()}
+            for seed, rows in record["truth"].items()}
+
+
+def selection_main(args, record: dict, root: Path, space: dict, split, storage: Path) -> None:
+    """benchmarks/selection.py on a draw record: our search replayed under Ray Tune per draw and seed, the
+    peers through their own APIs, then the tables and the SUMMARY selection line."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from benchmarks import selection
+    from scolio_sweep.settings.profile import define_search_space
+
+    if "truth_draw" not in record:
+        raise SystemExit("the record has no truth draw: pass --truth-draw OLD.json (a record of other seeds)")
+    source = Path(args.table)
+    logits_file = logits_path(source)
+    logits = dict(np.load(logits_file)) if logits_file.exists() else {}
+    meta = json.loads((root / "synth_meta.json").read_text())["sequences"]
+    test_mix = [sum(r["side"] == "test" and r["class"] == c for r in meta.values()) for c in CLASS_NAMES]
+    val_mix = [sum(meta[i]["class"] == c for i in split.val) for c in CLASS_NAMES]
+    if list(record["val_ids"]) != list(split.val):
+        raise SystemExit("the record's val ids are not this data set's: it was recorded on another stand-in")
+    val_labels = np.asarray([CLASS_NAMES.index(meta[i]["class"]) for i in split.val])
+    points = grid_points(space)
+    samples = VARIANTS["pipeline"]["samples"]
+    values = {point_key(p): {k: v for k, v in p.items()} for p in points}
+
+    def replay_search(draw, seed: int) -> list[TrialRecord]:
+        profile = bench_profile(root, space, seed, samples, args.iterations, args.eval_every,
+                                VARIANTS["pipeline"]["asha"], reproducible=True)
+        replay = tune.with_parameters(replay_trainable, table=draw.reports[draw.search_seed],
+                                      time_scale=args.time_scale)
+        return run_search("pipeline", seed, profile, replay, storage, reuse_actors=True)[0]
+
+    profile = bench_profile(root, space, 0, samples, args.iterations, args.eval_every)
+
+    def tpe_searcher(seed: int):
+        # The same TPE as ours (published defaults first, the same startup share), so that what differs is
+        # how trainings are allocated.
+        configs = max(1, samples)
+        return OptunaSearch(space=define_search_space(profile), metric=profile.metric, mode=profile.mode,
+                            points_to_evaluate=list(profile.points_to_evaluate) or None,
+                            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, configs // 3))))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="scolio-peers-") as scratch:
+        selection.report(record, logits, {int(s): rows for s, rows in record["truth_draw"].items()},
+                         val_labels=val_labels, test_mix=test_mix, val_mix=val_mix, replay_search=replay_search,
+                         tpe_searcher=tpe_searcher, space=define_search_space(profile), key_of=point_key,
+                         values_of=values.__getitem__, metric=profile.metric,
+                         seeds=list(range(args.seeds if args.seeds is not None else selection.SEARCH_SEEDS)),
+                         scratch=Path(scratch))
 
 
 def variant_rungs(variant: str, evaluations: int) -> list[int]:
@@ -482,6 +561,14 @@ def main() -> None:
                         help="phase 1 records the grid at training seeds 0..N-1 with ground truth (a true score per "
                              "model selection could test; benchmarks/ground_truth.py) instead of the real checks; "
                              "3 lets the pipeline's 2x2 confirmation replay (%(default)s)")
+    parser.add_argument("--truth-seed-from", type=int, default=0,
+                        help="the first training seed of --truth-seeds (%(default)s)")
+    parser.add_argument("--draw-size", type=int, default=3,
+                        help="training seeds per noise draw: a draw's first seed is scored at every decision "
+                             "point (its search), the others at the full budget (%(default)s)")
+    parser.add_argument("--truth-draw", metavar="OLD.json",
+                        help="with --table: take the truth draw (full-budget population confusions of other training "
+                             "seeds) from this truth record; with --save, the merged record is written there")
     parser.add_argument("--population", type=int, default=1200,
                         help="fresh sequences (a third per class) that give the ground truth (%(default)s)")
     parser.add_argument("--compare-budget", nargs=2, metavar=("SHORT.json", "FULL.json"),
@@ -547,6 +634,14 @@ def main() -> None:
                       f"({before} -> {record['code']['after']}): the recorded curves mix code versions", flush=True)
             if args.save:
                 Path(args.save).write_text(json.dumps(record))
+        if args.truth_draw:
+            record["truth_draw"] = truth_draw(json.loads(Path(args.truth_draw).read_text()))
+            if args.save:
+                Path(args.save).write_text(json.dumps(record))
+        if "draw_size" in record:  # a record with training-noise draws: the selection benchmark
+            selection_main(args, record, root, space, split, storage)
+            ray.shutdown()
+            return
         grid = load_trials(record["grid"])
         table = {t.key: t.reports for t in grid}
         missing = [point_key(p) for p in points if point_key(p) not in table]

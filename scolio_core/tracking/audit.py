@@ -156,7 +156,13 @@ def audit_sweep(tracking_uri: str, sweep_name: str, experiment: str = names.DEFA
                 digest = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
                 contract_info["checkpoint_hash"] = digest
                 for entry in opened:
-                    if entry.get("checkpoint_hash") and entry["checkpoint_hash"] != digest:
+                    members = entry.get("members")
+                    if isinstance(members, dict):  # a seed ensemble: the winner's checkpoint is one member
+                        if digest not in members.values():
+                            problems.append(f"test attempt {entry['attempt']} evaluated an ensemble whose members "
+                                            f"do not include the winner's logged checkpoint {digest[:12]}")
+                        problems += ensemble_problems(tracking_uri, record, confirmed, members, entry["attempt"])
+                    elif entry.get("checkpoint_hash") and entry["checkpoint_hash"] != digest:
                         problems.append(f"test attempt {entry['attempt']} evaluated checkpoint "
                                         f"{entry['checkpoint_hash'][:12]}, not the winner's logged checkpoint "
                                         f"{digest[:12]}")
@@ -217,14 +223,22 @@ def confirmation_problems(record: SweepRecord, confirmed: dict) -> list[str]:
         if candidate in runs:
             runs[candidate][int(trial.params.get("train.seed", -1))] = trial
     seeds = [int(s) for s in confirmed.get("seeds", [])]
+    # A race (scolio_sweep/search/racing.py) drops a candidate after round k: it has the first k seeds only and
+    # cannot be chosen. Whether the drop's paired test was right is not re-checked here (it needs every
+    # model's val predictions: answer/answer.json holds them).
+    dropped = {row["search_trial"]: row.get("dropped_after") for row in rows if row.get("dropped_after")}
     means = {}
     for rank, candidate in enumerate(candidates):
-        if sorted(runs[candidate]) != seeds:
+        expected = seeds[: int(dropped[candidate])] if candidate in dropped else seeds
+        if sorted(runs[candidate]) != expected:
             problems.append(f"candidate {candidate} has confirmation runs for seeds {sorted(runs[candidate])}, "
-                            f"not {seeds}")
+                            f"not {expected}")
             continue
-        means[candidate] = (sum(t.best(metric, mode)[1] for t in runs[candidate].values()) / len(seeds), rank)
-    if len(means) == len(candidates):
+        if candidate not in dropped:
+            means[candidate] = (sum(t.best(metric, mode)[1] for t in runs[candidate].values()) / len(seeds), rank)
+    if confirmed.get("chosen") in dropped:
+        problems.append(f"the confirmation chose {confirmed.get('chosen')}, which its race had dropped")
+    if len(means) == len(candidates) - len(dropped) and means:
         best = min(means, key=lambda c: (-sign * means[c][0], means[c][1]))
         chosen = confirmed.get("chosen")
         if chosen != best and abs(means[best][0] - means.get(chosen, (math.nan,))[0]) > _TIE:
@@ -237,6 +251,26 @@ def confirmation_problems(record: SweepRecord, confirmed: dict) -> list[str]:
                             f"declared rule): selected {winner.run_id if winner else None}, rule names "
                             f"{tested.run_id if tested else None}")
     return problems
+
+
+def ensemble_problems(tracking_uri: str, record: SweepRecord, confirmed: dict | None, members: dict,
+                      attempt: Any) -> list[str]:
+    """An ensemble look must have tested exactly the chosen configuration's confirmation runs: their logged
+    checkpoints' hashes are the members'."""
+    chosen = (confirmed or {}).get("chosen")
+    runs = [t for t in record.confirmations if t.run.data.tags.get(names.TAG_CONFIRM_CANDIDATE) == chosen]
+    if not chosen or not runs:
+        return [f"test attempt {attempt} evaluated an ensemble, but the sweep records no confirmation runs of a "
+                "chosen candidate to compare its members with"]
+    logged = set()
+    for trial in runs:
+        hashes = download_json(tracking_uri, trial.run_id, f"{names.ARTIFACT_CHECKPOINT}/hashes.json")
+        if hashes is not None:
+            logged.add(hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest())
+    if logged != set(members.values()):
+        return [f"test attempt {attempt} evaluated ensemble members {sorted(h[:12] for h in members.values())}, not "
+                f"the chosen candidate's confirmation checkpoints {sorted(h[:12] for h in logged)}"]
+    return []
 
 
 def _parent_log(tracking_uri: str, run_id: str):

@@ -104,16 +104,31 @@ class AshaSchedule:
 @dataclass(frozen=True)
 class Confirmation:
     """Confirmation before selection (scolio_sweep/stages/confirm.py): the top `candidates` configurations by search val
-    are re-trained with `seeds` new training seeds each, and the one with the best mean val over those seeds
+    are re-trained with up to `seeds` new training seeds each, and the one with the best mean val over those seeds
     alone is selected. The search's own val is a maximum over trials and evaluations on one small val set,
-    biased upwards; fresh seeds are not. 0 candidates: off (the search's best trial is selected)."""
+    biased upwards; fresh seeds are not. 0 candidates: off (the search's best trial is selected).
+
+    `rule`: `fixed` trains every candidate with every seed; `racing` trains one seed per round and drops,
+    between rounds, the candidates a paired test over val sequences shows worse than the leader at `alpha`
+    (scolio_sweep/search/racing.py). `tested`: `ensemble` tests the selected configuration's re-trainings as one
+    model (the mean of their logits), `first-seed` its first re-training alone. What the benchmark measured
+    for each (benchmarks/selection.py) is in benchmarks/README.md."""
 
     candidates: int = 0
     seeds: int = 2
-    LIMITS: ClassVar[Limits] = {"candidates": (0, 1_000), "seeds": (1, 1_000)}
+    rule: str = "fixed"
+    alpha: float = 0.1
+    tested: str = "ensemble"
+    LIMITS: ClassVar[Limits] = {"candidates": (0, 1_000), "seeds": (1, 1_000), "alpha": (0, 1)}
+    RULES: ClassVar[tuple[str, ...]] = ("fixed", "racing")
+    TESTED: ClassVar[tuple[str, ...]] = ("ensemble", "first-seed")
 
     def validate(self, where: str) -> None:
         _check_limits(self, self.LIMITS, where)
+        for name, allowed in (("rule", self.RULES), ("tested", self.TESTED)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{where}.{name} must be one of {', '.join(allowed)}, got "
+                                  f"{brief(getattr(self, name))}")
 
     @property
     def enabled(self) -> bool:
