@@ -3,6 +3,9 @@
     scolio eval --checkpoint runs/cpu/checkpoints/iter_0000300 --data-root /tmp/synth \
         --partition /tmp/synth/Scoliosis1K_118.json --split val --json
 
+`--checkpoint` takes a checkpoint directory or a seed ensemble directory (scolio_core/training/ensemble.py):
+an ensemble is one model, evaluated and looked at as one.
+
 Any evaluation on ids that are not the checkpoint's own val ids — the test split, or a "val" split carved
 from another partition, or any split for an imported checkpoint that records none — is a test look: it
 goes through the lockbox and its ledger, whatever `--override-contract` says. So is an evaluation on the
@@ -25,7 +28,8 @@ from scolio_core import CLASS_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="checkpoint directory, or a seed ensemble directory")
     parser.add_argument("--data-root", required=True, metavar="DIR",
                         help="directory holding the pose and silhouette roots")
     parser.add_argument("--partition", required=True, metavar="FILE.json",
@@ -91,10 +95,10 @@ def scores_test_ids(choice, ids, data_root: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from scolio_core import names
     from scolio_core.data.resolve import resolve_split
-    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.ensemble import read_model
     from scolio_core.training.metrics import flatten_metrics
 
-    checkpoint = read_checkpoint(args.checkpoint)
+    checkpoint = read_model(args.checkpoint)
     config = checkpoint.config.replace(**{
         "data.root": str(Path(args.data_root).resolve()), "data.partition": str(Path(args.partition).resolve()),
         "train.device": args.device})

@@ -1,6 +1,9 @@
 """Predict classes for pose/silhouette pkl files with a checkpoint.
 
     scolio predict --checkpoint DIR seq1.pkl seq2.pkl --json
+
+DIR is a checkpoint directory or a seed ensemble directory (scolio_core/training/ensemble.py: the mean of its
+members' logits).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from scolio_core import CLASS_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory")
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="checkpoint directory, or a seed ensemble directory")
     parser.add_argument("files", nargs="+", metavar="FILE.pkl",
                         help="pose (T, 17, 3) or silhouette (T, 64, 64) pkl files, matching the checkpoint's modality")
     parser.add_argument("--json", action="store_true", help="print predictions as JSON")
@@ -22,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scolio_core.evaluation.predict import class_probabilities, load_files, predict_loaded
-    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.ensemble import read_model
 
-    checkpoint = read_checkpoint(args.checkpoint)
+    checkpoint = read_model(args.checkpoint)
     config = checkpoint.config.replace(**{"train.device": args.device})
     predictions = predict_loaded(checkpoint, config, *load_files(config, args.files))
     probs = class_probabilities(predictions, config)

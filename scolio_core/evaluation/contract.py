@@ -1,5 +1,6 @@
 """Every data-contract check in one place: a checkpoint's recorded preprocessing, modality, class order and
-split against the data and config it is about to be evaluated on or warm-started with."""
+split against the data and config it is about to be evaluated on or warm-started with. A seed ensemble is
+checked member by member (scolio_core/training/ensemble.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ from scolio_core.config import ExperimentConfig
 from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ContractError
 from scolio_core.training.checkpoint import Checkpoint
+from scolio_core.training.ensemble import Ensemble
 
 
-def contract_violations(checkpoint: Checkpoint, config: ExperimentConfig, evaluated_ids: list[str] | tuple[str, ...],
-                        split_name: str, trainval: TrainValSplit | None = None) -> list[str]:
+def contract_violations(checkpoint: Checkpoint | Ensemble, config: ExperimentConfig,
+                        evaluated_ids: list[str] | tuple[str, ...], split_name: str,
+                        trainval: TrainValSplit | None = None) -> list[str]:
     """Ways evaluating `checkpoint` with `config` on `evaluated_ids` breaks its contract (empty: none);
-    with `trainval` (the data's train/val split), also a checkpoint trained on another split."""
+    with `trainval` (the data's train/val split), also a checkpoint trained on another split. For an ensemble,
+    every member's violations, each naming its member folder."""
+    if isinstance(checkpoint, Ensemble):
+        return [f"{member.directory.name}: {problem}" for member in checkpoint.members
+                for problem in contract_violations(member, config, evaluated_ids, split_name, trainval)]
     problems: list[str] = []
     recorded = checkpoint.config.input
     if recorded.modality != config.input.modality:
@@ -33,8 +40,9 @@ def contract_violations(checkpoint: Checkpoint, config: ExperimentConfig, evalua
     return problems
 
 
-def check_contract(checkpoint: Checkpoint, config: ExperimentConfig, evaluated_ids: list[str] | tuple[str, ...],
-                   split_name: str, trainval: TrainValSplit | None = None, override: bool = False) -> list[str]:
+def check_contract(checkpoint: Checkpoint | Ensemble, config: ExperimentConfig,
+                   evaluated_ids: list[str] | tuple[str, ...], split_name: str, trainval: TrainValSplit | None = None,
+                   override: bool = False) -> list[str]:
     """Raise ContractError on violations unless `override`; returns the (overridden) violations."""
     problems = contract_violations(checkpoint, config, evaluated_ids, split_name, trainval)
     if problems and not override:

@@ -78,7 +78,8 @@ from scolio_core.evaluation.looks import (
 )
 from scolio_core.evaluation.predict import predict_checkpoint
 from scolio_core.provenance import git_commit
-from scolio_core.training.checkpoint import Checkpoint, checkpoint_hash
+from scolio_core.training.checkpoint import Checkpoint, checkpoint_hash, hashes_digest
+from scolio_core.training.ensemble import Ensemble, model_hash
 from scolio_core.training.inference import Predictions
 from scolio_core.training.metrics import bootstrap_ci, flatten_metrics
 
@@ -156,7 +157,7 @@ class LookLog(Protocol):
     def append(self, entry: dict) -> None: ...
 
 
-def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: Split, ledger: Ledger, *,
+def evaluate_test_once(checkpoint: Checkpoint | Ensemble, config: ExperimentConfig, split: Split, ledger: Ledger, *,
                        study: str | None = None, entry_point: str = "scolio eval", reopen: bool = False,
                        override_contract: bool = False, bootstrap_resamples: int = 1000,
                        reopen_flag: str = "--reopen", ids: Sequence[str] | None = None, split_name: str = "test",
@@ -168,14 +169,19 @@ def evaluate_test_once(checkpoint: Checkpoint, config: ExperimentConfig, split: 
     lives and the input settings; the checkpoint's contract must agree unless `override_contract` (recorded).
     `reopen_flag` is how the caller's command line spells `reopen` (the refusal tells the user to pass it).
     `family`: the study's family (a table's partitions are one; default the study itself).
+    A seed ensemble (scolio_core/training/ensemble.py) is one model and one look: its hash is `model_hash`, and
+    the record also names each member's checkpoint hash and the rule that chose the members.
     """
     ids = tuple(split.test if ids is None else ids)
-    digest = checkpoint_hash(checkpoint.directory)
+    digest = model_hash(checkpoint.directory)
     standalone = study is None
     study = study or f"eval:{digest[:12]}"
     overrides = check_contract(checkpoint, config, ids, split_name, trainval=split.trainval(),
                                override=override_contract)
     record = {"checkpoint": str(checkpoint.directory), "checkpoint_hash": digest, "contract_overrides": overrides}
+    if isinstance(checkpoint, Ensemble):
+        record.update(members={m.directory.name: hashes_digest(m.hashes) for m in checkpoint.members},
+                      rule=checkpoint.rule)
 
     def evaluate(decision: Decision) -> tuple[dict, Predictions]:
         predictions = predict_checkpoint(checkpoint, config, ids)

@@ -1,8 +1,10 @@
-"""Checkpoint → predictions: the one load-and-predict path behind `scolio eval`, `scolio predict`, the test
-lockbox and a finetune's warm-start score.
+"""Checkpoint (or seed ensemble) → predictions: the one load-and-predict path behind `scolio eval`, `scolio
+predict`, the test lockbox, the registered MLflow model and a finetune's warm-start score.
 
 The device is `config.train.device`; PAVs are normalised with the statistics the checkpoint fitted on its own
-training ids. Contract checks are the caller's job (scolio_core/evaluation/contract.py), before this runs.
+training ids. An ensemble's logits are the mean of its members' logits, each member normalising PAVs with its
+own statistics (scolio_core/training/ensemble.py). Contract checks are the caller's job
+(scolio_core/evaluation/contract.py), before this runs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from scolio_core.render.impute import impute_missing
 from scolio_core.render.pav import compute_pav
 from scolio_core.training.batches import load_sequence_set
 from scolio_core.training.checkpoint import Checkpoint
+from scolio_core.training.ensemble import Ensemble
 from scolio_core.training.inference import (
     Predictions,
     checkpoint_pav,
@@ -24,19 +27,24 @@ from scolio_core.training.inference import (
 )
 
 
-def predict_checkpoint(checkpoint: Checkpoint, config: ExperimentConfig,
+def predict_checkpoint(checkpoint: Checkpoint | Ensemble, config: ExperimentConfig,
                        ids: list[str] | tuple[str, ...]) -> Predictions:
-    """Load the sequences `ids` from `config.data` and predict them with `checkpoint`."""
+    """Load the sequences `ids` from `config.data` and predict them with `checkpoint` (or an ensemble)."""
     sequences, raw_pav = load_sequence_set(config, ids)
     return predict_loaded(checkpoint, config, sequences, raw_pav)
 
 
-def predict_loaded(checkpoint: Checkpoint, config: ExperimentConfig, sequences: SequenceSet,
+def predict_loaded(model: Checkpoint | Ensemble, config: ExperimentConfig, sequences: SequenceSet,
                    raw_pav: np.ndarray | None) -> Predictions:
     """Predict already-loaded `sequences` (`raw_pav`: their un-normalised PAVs, None for a model without)."""
     device = pick_device(config.train.device)
-    return predict_sequences(load_model(checkpoint, device), sequences, config, device,
-                             checkpoint_pav(checkpoint, raw_pav))
+    if isinstance(model, Checkpoint):
+        return predict_sequences(load_model(model, device), sequences, config, device, checkpoint_pav(model, raw_pav))
+    # One member's network at a time: an ensemble costs its members' time, not their memory at once.
+    runs = [predict_sequences(load_model(member, device), sequences, config, device, checkpoint_pav(member, raw_pav))
+            for member in model.members]
+    logits = np.stack([run.logits for run in runs]).mean(axis=0, dtype=np.float64).astype(np.float32)
+    return Predictions(ids=runs[0].ids, labels=runs[0].labels, logits=logits)
 
 
 def load_files(config: ExperimentConfig, paths: list[str]) -> tuple[SequenceSet, np.ndarray | None]:

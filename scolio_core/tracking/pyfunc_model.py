@@ -1,10 +1,11 @@
 """A study's final model as an MLflow pyfunc, logged with MLflow's models-from-code.
 
 MLflow copies this file into the logged model and runs it on `mlflow.pyfunc.load_model`; the last line
-hands MLflow the model object. Nothing is unpickled: the checkpoint (the model's one artifact) is read by
-`read_checkpoint` (weights with `torch.load(weights_only=True)`, every file checked against its sha256), and
-only when its hash is the one recorded when the model was registered (the model config's
-`scolio.checkpoint_hash`): a rewritten hashes.json cannot vouch for swapped weights.
+hands MLflow the model object. Nothing is unpickled: the checkpoint or seed ensemble (the model's one
+artifact) is read by `read_model` (weights with `torch.load(weights_only=True)`, every file checked against
+its sha256), and only when its `model_hash` is the one recorded when the model was registered (the model
+config's `scolio.checkpoint_hash`): a rewritten hashes.json or ensemble manifest cannot vouch for swapped
+weights.
 
 Whoever can write the artifact store can still edit this very file in the logged copy, and MLflow runs it:
 `scolio_core.tracking.registry.load_registered_model` checks the copy against the code scoliotune ships
@@ -17,7 +18,8 @@ before MLflow runs anything (docs/cluster.md, "Trust boundary").
 
 Input: a list of arrays (one per sequence), one array, or a dict {id: array} (ids become the index). The
 preprocessing is `scolio predict`'s (scolio_core.evaluation.predict): kNN imputation of missing joints,
-PAVs for DRF normalised with the checkpoint's own statistics. Output: one row per sequence, the class name
+PAVs for DRF normalised with the checkpoint's own statistics (an ensemble: each member's own, logits
+averaged over members). Output: one row per sequence, the class name
 and the probability of each class. A wrong shape, dtype or modality is a one-line DataError naming the
 sequence. Registration: scolio_core/tracking/registry.py.
 """
@@ -36,7 +38,7 @@ _FRAME_SHAPES = {"skeleton": ((17, 3), "pose arrays (T, 17, 3): x, y, confidence
 
 
 class ScolioModel(mlflow.pyfunc.PythonModel):
-    """A scoliotune checkpoint behind MLflow's pyfunc interface (predict without type hints on purpose:
+    """A scoliotune checkpoint or seed ensemble behind MLflow's pyfunc interface (predict without type hints on purpose:
     MLflow cannot describe a list of ragged arrays, so it passes the input through untouched)."""
 
     # MLflow (3.x, pyfunc/model.py __init_subclass__) would wrap predict for type-hint validation and warn at
@@ -46,17 +48,18 @@ class ScolioModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from scolio_core.errors import ContractError
         from scolio_core.names import MODEL_CHECKPOINT_ARTIFACT, TAG_CHECKPOINT_HASH
-        from scolio_core.training.checkpoint import checkpoint_hash, read_checkpoint
+        from scolio_core.training.ensemble import model_hash, read_model
 
         directory = context.artifacts[MODEL_CHECKPOINT_ARTIFACT]
-        # hashes.json vouches for the weights; the hash recorded at registration vouches for hashes.json.
+        # hashes.json vouches for the weights (an ensemble's manifest for its members' hashes.json); the hash
+        # recorded at registration vouches for those.
         expected = (context.model_config or {}).get(TAG_CHECKPOINT_HASH)
-        actual = checkpoint_hash(directory)
+        actual = model_hash(directory)
         if not isinstance(expected, str) or actual != expected:
-            raise ContractError(f"{directory}: checkpoint hash {actual[:16]} is not the {str(expected)[:16]} recorded "
-                                "when this model was registered (weights or hashes.json changed in the artifact "
-                                "store); refusing to load it")
-        self.checkpoint = read_checkpoint(directory)
+            raise ContractError(f"{directory}: model hash {actual[:16]} is not the {str(expected)[:16]} recorded "
+                                "when this model was registered (weights, hashes.json or ensemble.json changed in "
+                                "the artifact store); refusing to load it")
+        self.checkpoint = read_model(directory)  # a Checkpoint or an Ensemble: predict_loaded takes either
         # The device is the loading machine's: CUDA when present, as `scolio predict` does by default.
         self.config = self.checkpoint.config.replace(**{"train.device": "auto"})
 

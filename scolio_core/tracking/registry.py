@@ -5,7 +5,9 @@ the parent run whose model it is (models-from-code: tracking/pyfunc_model.py, th
 its one artifact), registered as a new version of `names.registered_model_name(experiment, study)`, and
 the alias `champion` moves to it. The version's tags say what it is: test macro-F1 and accuracy, the audit
 verdict (`scolio audit`), the split fingerprints, the test-set key, the checkpoint hash, sweep, study and
-profile. The parent run gets `scolio.model_uri` = `models:/<name>@champion`.
+profile. The parent run gets `scolio.model_uri` = `models:/<name>@champion`. A seed ensemble directory
+(scolio_core/training/ensemble.py) registers the same way: the directory is the artifact and its
+`model_hash` (the manifest's sha256, which vouches for every member) is the checkpoint hash.
 
 Re-running a study whose look is recorded registers nothing new: the version of the same parent run and
 checkpoint is found by its tags and the alias and run tag are only made sure of.
@@ -59,12 +61,12 @@ def register_study_model(tracking_uri: str, *, parent_run_id: str, checkpoint_di
     from mlflow.tracking import MlflowClient
 
     from scolio_core.tracking.audit import audit_sweep
-    from scolio_core.training.checkpoint import checkpoint_hash
+    from scolio_core.training.ensemble import model_hash
 
     client = MlflowClient(tracking_uri)
     name = names.registered_model_name(experiment, study)
     uri = names.model_uri(name)
-    digest = checkpoint_hash(checkpoint_dir)
+    digest = model_hash(checkpoint_dir)
     existing = _version_of(client, name, parent_run_id, digest)
     if existing is None:
         parent = client.get_run(parent_run_id)

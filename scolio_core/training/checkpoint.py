@@ -23,6 +23,10 @@ only checkpoints that pass the same test. A new checkpoint is written to a tempo
 one renames the old aside, renames the new in, then removes the old. A crash at any point leaves the old or
 the new checkpoint whole; if it leaves only the aside copy (crash between the two renames), readers and the
 next writer rename it back.
+
+A seed ensemble directory (scolio_core/training/ensemble.py) is written the same way, and is replaced or
+removed here only when it passes that module's test of ownership (`ensemble_not_ours_reason`);
+`prune_checkpoints` removes checkpoints only.
 """
 
 from __future__ import annotations
@@ -124,8 +128,12 @@ def _plain_name(name: object) -> bool:
 
 def checkpoint_hash(directory: str | Path) -> str:
     """One hash identifying a checkpoint: sha256 over its recorded file hashes."""
-    hashes = load_hashes(directory)
-    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+    return hashes_digest(load_hashes(directory))
+
+
+def hashes_digest(hashes: Mapping[str, str]) -> str:
+    """`checkpoint_hash` of a checkpoint whose (validated) hash list is `hashes`."""
+    return hashlib.sha256(json.dumps(dict(hashes), sort_keys=True).encode()).hexdigest()
 
 
 def _verified_bytes(directory: Path, name: str, hashes: Mapping[str, str]) -> bytes:
@@ -199,7 +207,8 @@ def write_checkpoint(directory: str | Path, *, config: ExperimentConfig, model_s
 
 
 def ensure_replaceable(directory: str | Path) -> None:
-    """ContractError unless `directory` is absent, empty, or a scoliotune checkpoint (which a write replaces)."""
+    """ContractError unless `directory` is absent, empty, or a scoliotune checkpoint or ensemble (which a write
+    replaces)."""
     directory = Path(directory)
     try:
         mode = os.lstat(directory).st_mode
@@ -212,15 +221,15 @@ def ensure_replaceable(directory: str | Path) -> None:
                             "refusing to replace it (nothing was deleted)")
     if not os.listdir(directory):
         return
-    reason = not_ours_reason(directory)
+    reason = _not_ours(directory)
     if reason:
-        raise ContractError(f"{directory}: exists and is not a scoliotune checkpoint ({reason}); refusing to "
-                            "replace it (nothing was deleted); choose a new directory")
+        raise ContractError(f"{directory}: exists and is not a scoliotune checkpoint or ensemble ({reason}); "
+                            "refusing to replace it (nothing was deleted); choose a new directory")
 
 
 def clear_for_copy(directory: str | Path) -> None:
     """Make room at `directory` for a copy of a checkpoint (Ray's `Checkpoint.to_directory`): ContractError,
-    nothing deleted, unless it is absent, empty or a checkpoint scoliotune wrote (`ensure_replaceable`)."""
+    nothing deleted, unless it is absent, empty or a checkpoint or ensemble scoliotune wrote (`ensure_replaceable`)."""
     ensure_replaceable(directory)
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -253,6 +262,20 @@ def not_ours_reason(directory: str | Path) -> str | None:
     return None
 
 
+def _not_ours(directory: str | Path) -> str | None:
+    """`not_ours_reason`, or for a directory that says it is an ensemble (its marker or manifest),
+    `ensemble.ensemble_not_ours_reason`."""
+    from scolio_core.training import ensemble  # it builds on this module
+
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return not_ours_reason(directory)
+    if ensemble.ENSEMBLE_MARKER in names or ensemble.ENSEMBLE_MANIFEST in names:
+        return ensemble.ensemble_not_ours_reason(directory)
+    return not_ours_reason(directory)
+
+
 def _read_marker(path: Path) -> bytes | None:
     try:
         return _read(path)
@@ -261,8 +284,9 @@ def _read_marker(path: Path) -> bytes | None:
 
 
 def remove_checkpoint(directory: str | Path) -> bool:
-    """Remove `directory` if it is a scoliotune checkpoint (`not_ours_reason` is None); return whether it was."""
-    if not_ours_reason(directory) is not None:
+    """Remove `directory` if it is a scoliotune checkpoint or ensemble (`not_ours_reason` or
+    `ensemble_not_ours_reason` is None); return whether it was."""
+    if _not_ours(directory) is not None:
         return False
     shutil.rmtree(directory, ignore_errors=True)
     return True
@@ -274,7 +298,9 @@ def prune_checkpoints(parent: str | Path, keep: Iterable[str | Path | None]) -> 
     kept = {Path(k).resolve() for k in keep if k is not None}
     removed = []
     for entry in sorted(Path(parent).iterdir()):
-        if entry.is_dir() and not entry.is_symlink() and entry.resolve() not in kept and remove_checkpoint(entry):
+        if entry.is_dir() and not entry.is_symlink() and entry.resolve() not in kept \
+                and not_ours_reason(entry) is None:  # a checkpoint: an ensemble found there is left alone
+            shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
 
@@ -309,6 +335,8 @@ def _remove_aside(aside: Path) -> None:
         os.rmdir(aside)
     elif _only_checkpoint_files(aside) and _read_marker(aside / MARKER) == MARKER_TEXT:
         shutil.rmtree(aside, ignore_errors=True)
+    else:
+        remove_checkpoint(aside)  # an ensemble: removed only when all of it is still scoliotune's
 
 
 def _settle(directory: Path) -> Path | None:
@@ -324,7 +352,9 @@ def _settle(directory: Path) -> Path | None:
         for aside in asides:
             remove_checkpoint(aside)  # only a whole scoliotune checkpoint; anything else stays
         return None
-    whole = [a for a in asides if HASHES in os.listdir(a)]
+    from scolio_core.training.ensemble import ENSEMBLE_MANIFEST
+
+    whole = [a for a in asides if {HASHES, ENSEMBLE_MANIFEST} & set(os.listdir(a))]
     if not whole:
         return None
     latest = max(whole, key=lambda a: os.lstat(a).st_mtime_ns)

@@ -131,8 +131,11 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
     trial_id = trial_id_of(best)
     # Only a copy scoliotune made is replaced, never a folder someone else put there.
     local = context.work_dir / WINNER_CHECKPOINT_DIR
-    clear_for_copy(local)
-    checkpoint.to_directory(str(local))
+    if confirmed is not None and confirmed.ensemble:
+        val = write_tested_ensemble(context, local, confirmed.ensemble, confirmed.record.seeds)
+    else:
+        clear_for_copy(local)
+        checkpoint.to_directory(str(local))
 
     parent = context.parent_run_id
     client = MlflowClient(context.tracking_uri)
@@ -154,6 +157,27 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
                      confirmation=confirmed.record if confirmed is not None else None)
 
 
+def write_tested_ensemble(context: SweepContext, local: Path, members: tuple, seeds: list[int]) -> dict[str, float]:
+    """The selected configuration's re-trainings as one ensemble model at `local` (scolio_core/training/ensemble.py),
+    and the ensemble's own val metrics: its val number is that of what will be tested."""
+    import tempfile
+
+    from scolio_core.evaluation.predict import predict_checkpoint
+    from scolio_core.training.ensemble import read_model, write_ensemble
+    from scolio_core.training.metrics import flatten_metrics
+    from scolio_sweep.stages.confirm import tested_rule
+
+    with tempfile.TemporaryDirectory(prefix="scolio-ensemble-") as scratch:
+        copies = []
+        for seed, checkpoint in members:
+            copies.append(Path(scratch) / f"seed{seed}")
+            checkpoint.to_directory(str(copies[-1]))
+        write_ensemble(local, copies, rule=tested_rule("ensemble", seeds))
+    model = read_model(local)
+    predictions = predict_checkpoint(model, test_config(context, model), list(context.trainval.val))
+    return flatten_metrics(predictions.metrics(), names.SPLIT_VAL)
+
+
 def test_config(context: SweepContext, checkpoint):
     """The checkpoint's own config pointed at the sweep's data (trials' contracts hold no partition or root)."""
     data = context.base_config.data
@@ -169,9 +193,9 @@ def open_test(context: SweepContext, checkpoint_dir: Path, *, study: str, mirror
     run `mirror_run_id`; a re-run reuses the recorded look. Returns the lockbox's result."""
     from scolio_core.evaluation.lockbox import evaluate_test_once
     from scolio_core.tracking.ledger import MlflowLedger, ParentRunLog
-    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.ensemble import read_model
 
-    winner = read_checkpoint(checkpoint_dir)
+    winner = read_model(checkpoint_dir)  # one checkpoint, or the selected configuration's seed ensemble
     config = test_config(context, winner)
     # The test set's ledger lives in this tracking store and is shared with every other entry point.
     result = evaluate_test_once(winner, config, context.split, MlflowLedger(context.tracking_uri), study=study,
@@ -295,7 +319,9 @@ def print_summary(context: SweepContext, outcome: SweepOutcome) -> None:
     print(f"  val  {metric}: {outcome.val.get(metric, float('nan')):.4f}   "
           f"val accuracy: {outcome.val.get(names.METRIC_VAL_ACCURACY, float('nan')):.4f}{val_oracle}")
     if outcome.confirmation is not None:
-        print("        (the tested model's best evaluation on val: one of the confirmed seeds)")
+        print("        (the tested seed ensemble on val: its re-trainings' mean logits)"
+              if getattr(outcome.confirmation, "tested", "") == "ensemble" else
+              "        (the tested model's best evaluation on val: one of the confirmed seeds)")
         for line in outcome.confirmation.summary_lines():
             print(line)
     else:
