@@ -196,6 +196,11 @@ class TrainConfig:
             raise ConfigError(f"train.warmup_iterations must be in [0, iterations), got {self.warmup_iterations}")
 
 
+# A seed ensemble (scolio_core/training/ensemble.py) is a handful of seeds; the cap keeps a look's ledger record
+# (which lists every member's hash) within MLflow's tag limits (8,000 characters on a parent run's mirror). Here,
+# not in ensemble.py, so that a profile check can refuse more seeds before compute without importing torch.
+MAX_ENSEMBLE_MEMBERS = 32
+
 # Upper bounds on the sizes that decide how much memory a run allocates, each 8-16x the published recipe's
 # value (in the comment): a hostile checkpoint contract or profile (model.width 1e6 asks torch for 36 TB) is
 # refused in one line before anything is allocated, and no real recipe comes near them.

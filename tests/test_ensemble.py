@@ -199,6 +199,14 @@ def test_the_ensemble_is_one_look(members, tmp_path):
     assert opened["checkpoint_hash"] == model_hash(ensemble.directory) and opened["rule"] == RULE
     assert opened["members"] == {f"member-{k}": checkpoint_hash(path) for k, path in enumerate(members)}
     assert len(ledger.looks(result.test_set.key)) == 1
+    # A study's re-run reuses its look and says which model that look tested: the sweep refuses to register
+    # another model under its numbers (scolio_sweep/stages/finish.py open_test), e.g. the first seed alone.
+    again = evaluate_test_once(ensemble, config, split, ledger, study="s", bootstrap_resamples=20,
+                               reopen=True)  # a study's first look (REOPENED: the standalone look came first)
+    single = read_checkpoint(members[0])
+    reused = evaluate_test_once(single, config, split, ledger, study="s", bootstrap_resamples=20)
+    assert reused.reused and reused.look == again.look and reused.model_hash == model_hash(ensemble.directory)
+    assert reused.model_hash != checkpoint_hash(members[0])
 
 
 def test_the_registered_ensemble_predicts_what_scolio_predict_prints(synth_root, members, tmp_path, capsys):

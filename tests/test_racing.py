@@ -64,3 +64,28 @@ def test_a_dropped_candidate_is_never_chosen_and_the_record_says_when_it_left():
     assert [row["dropped_after"] for row in data["candidates"]] == [1, None]
     printed = "\n".join(record.summary_lines())
     assert "dropped after round 1" in printed and "seed ensemble" in printed and "seeds [1, 2]" in printed
+
+
+@pytest.mark.parametrize("section, message", [
+    ("{candidates: 3, seeds: 2, rule: racing, alpha: 0}", "alpha must be strictly between 0 and 1"),
+    ("{candidates: 3, seeds: 2, rule: racing, alpha: 1}", "alpha must be strictly between 0 and 1"),
+    ("{candidates: 1, seeds: 2, rule: racing}", "racing needs at least 2 candidates and 2 seeds"),
+    ("{candidates: 3, seeds: 1, rule: racing}", "racing needs at least 2 candidates and 2 seeds"),
+    ("{candidates: 2, seeds: 33, tested: ensemble}", "at most 32 members"),
+    ("{candidates: 2, seeds: 2, rule: Racing}", "rule must be one of fixed, racing"),
+    ("{candidates: 2, seeds: 2, tested: all}", "tested must be one of ensemble, first-seed"),
+])
+def test_racing_and_ensemble_settings_are_refused_before_compute(tmp_path, section, message):
+    from scolio_core.errors import ConfigError
+    from scolio_sweep.settings.profile import PROFILE_DIR, load_profile
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((PROFILE_DIR / "smoke.yaml").read_text().replace("confirm: {candidates: 2, seeds: 2}",
+                                                                     f"confirm: {section}"))
+    with pytest.raises(ConfigError, match=message):
+        load_profile(str(bad))
+    # the same settings but sound load, and 33 seeds are fine when one model is tested
+    assert load_profile("smoke").confirm.enabled
+    if "33" in section:
+        bad.write_text(bad.read_text().replace("tested: ensemble", "tested: first-seed"))
+        assert load_profile(str(bad)).confirm.seeds == 33

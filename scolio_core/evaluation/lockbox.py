@@ -149,6 +149,7 @@ class LockboxResult:
     contract_overrides: list[str] = field(default_factory=list)
     confusion_matrix: list[list[int]] = field(default_factory=list)
     predictions: dict = field(default_factory=dict)
+    model_hash: str = ""  # the hash of the model the look tested (a reused look: the one recorded then)
 
 
 class LookLog(Protocol):
@@ -201,11 +202,12 @@ def evaluate_test_once(checkpoint: Checkpoint | Ensemble, config: ExperimentConf
                              attempt=decision.own_before, look=int(recorded["look"]), test_set=look.test_set,
                              reused=True, seen_before=int(recorded.get("seen_before", 0)),
                              contract_overrides=list(recorded.get("contract_overrides", [])),
-                             confusion_matrix=recorded.get("confusion_matrix", []))
+                             confusion_matrix=recorded.get("confusion_matrix", []),
+                             model_hash=str(recorded.get("checkpoint_hash") or ""))
     predictions = look.kept
     return LockboxResult(metrics=recorded["metrics"], reopened=decision.reopened, attempt=look.entry["attempt"],
                          look=look.entry["look"], test_set=look.test_set, seen_before=decision.seen_before,
-                         contract_overrides=overrides, confusion_matrix=recorded["confusion_matrix"],
+                         contract_overrides=overrides, confusion_matrix=recorded["confusion_matrix"], model_hash=digest,
                          predictions={i: int(p) for i, p in zip(predictions.ids, np.asarray(predictions.predicted))})
 
 

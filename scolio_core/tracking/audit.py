@@ -379,7 +379,9 @@ def _confirmation_audit(confirmed: dict | None) -> dict | None:
     rows = {row.get("search_trial"): row for row in confirmed.get("candidates") or []}
     chosen = rows.get(confirmed.get("chosen"), {})
     return {"chosen_search_trial": confirmed.get("chosen"), "chosen_label": chosen.get("label"),
-            "chosen_mean": chosen.get("mean"), "seeds": confirmed.get("seeds"), "candidates": len(rows)}
+            "chosen_mean": chosen.get("mean"), "seeds": confirmed.get("seeds"), "candidates": len(rows),
+            "rule": confirmed.get("rule", "fixed"), "tested": confirmed.get("tested", "first-seed"),
+            "dropped": sum(bool(row.get("dropped_after")) for row in rows.values())}
 
 
 def format_audit(audit: dict) -> str:
@@ -392,11 +394,16 @@ def format_audit(audit: dict) -> str:
                      "its best checkpoint on val; the partition's one look tests them all (sibling partitions are "
                      "one study with it)")
     elif confirmation:
+        ensemble = confirmation.get("tested") == "ensemble"
+        raced = (f" (raced: {confirmation['dropped']} dropped by the paired test)"
+                 if confirmation.get("rule") == "racing" else "")
         lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}, "
                      f"{audit['selection_metric']} {_number(audit['winner_value'])}), the first confirmation seed of "
                      f"{confirmation['chosen_label']} (search trial {confirmation['chosen_search_trial']}), chosen "
-                     f"among the top {confirmation['candidates']} by its mean over seeds {confirmation['seeds']}: "
-                     f"{_number(confirmation['chosen_mean'])}; best search trial {_number(audit['best_value'])}")
+                     f"among the top {confirmation['candidates']}{raced} by its mean over seeds {confirmation['seeds']}: "
+                     f"{_number(confirmation['chosen_mean'])}; best search trial {_number(audit['best_value'])}"
+                     + ("; tested as the seed ensemble of its re-trainings (their checkpoints are the look's members)"
+                        if ensemble else ""))
     else:
         lines.append(f"- winner: trial {audit['selected_trial']} (run {audit['selected_run_id']}), selected on "
                      f"{audit['selection_split'] or 'an unrecorded split'} by {audit['selection_metric']} "
@@ -423,9 +430,11 @@ def format_audit(audit: dict) -> str:
         lines.append("VERDICT: CLEAN: every seed's model was chosen on val, and the partition's test ids were looked "
                      "at once, for all its seeds together, by no one else.")
     elif confirmation:
-        lines.append("VERDICT: CLEAN: the winner was chosen on val by the confirmation's mean over new seeds, it is "
-                     "the seed the declared rule names, and test was looked at no more than once with the data its "
-                     "contract names.")
+        lines.append("VERDICT: CLEAN: the winner was chosen on val by the confirmation's mean over new seeds, what "
+                     "was tested is what the declared rule names"
+                     + (" (the chosen configuration's seed ensemble)" if confirmation.get("tested") == "ensemble"
+                        else " (its first seed)")
+                     + ", and test was looked at no more than once with the data its contract names.")
     else:
         lines.append("VERDICT: CLEAN: the winner was chosen on val, it is the best trial by val, and test was "
                      "looked at no more than once with the data its contract names.")

@@ -61,12 +61,13 @@ def register_study_model(tracking_uri: str, *, parent_run_id: str, checkpoint_di
     from mlflow.tracking import MlflowClient
 
     from scolio_core.tracking.audit import audit_sweep
-    from scolio_core.training.ensemble import model_hash
+    from scolio_core.training.ensemble import model_hash, read_model
 
     client = MlflowClient(tracking_uri)
     name = names.registered_model_name(experiment, study)
     uri = names.model_uri(name)
-    digest = model_hash(checkpoint_dir)
+    read_model(checkpoint_dir)  # every check a load makes (an ensemble's same configuration too): never register
+    digest = model_hash(checkpoint_dir)  # what could not be loaded
     existing = _version_of(client, name, parent_run_id, digest)
     if existing is None:
         parent = client.get_run(parent_run_id)

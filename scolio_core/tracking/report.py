@@ -177,15 +177,20 @@ def _confirmation_summary(record: SweepRecord) -> list[str]:
     if confirmation is None:
         return []
     metric = confirmation.get("metric", record.metric)
+    how = (f"were raced over seeds {confirmation['seeds']}: one seed per round, and a one-sided paired Wilcoxon test "
+           f"over the val sequences dropped a candidate worse than the leader at p < {confirmation.get('alpha')}"
+           if confirmation.get("rule") == "racing" else f"were trained again with seeds {confirmation['seeds']}")
     lines = ["", "## Confirmation before selection", "",
-             f"The top {len(confirmation['candidates'])} configurations by search val were trained again with "
-             f"seeds {confirmation['seeds']} (same train and val ids, full budget). Selected: the best mean "
-             f"over those seeds. Tested: {record.tags.get(names.TAG_CONFIRM_RULE, 'rule not recorded')}.", "",
+             f"The top {len(confirmation['candidates'])} configurations by search val {how} (same train and val ids, "
+             f"full budget). Selected: the best mean over those seeds among the candidates not dropped. Tested: "
+             f"{record.tags.get(names.TAG_CONFIRM_RULE, 'rule not recorded')}.", "",
              f"| search rank | configuration | search {metric} | confirmed mean (95 % CI) | per seed | optimism |",
              "|---|---|---|---|---|---|"]
     for row in confirmation["candidates"]:
         interval = (f" ({row['ci_low']:.4f} to {row['ci_high']:.4f})" if row.get("ci_low") is not None else "")
         chosen = " **selected**" if row["search_trial"] == confirmation.get("chosen") else ""
+        if row.get("dropped_after"):
+            chosen += f" (dropped after round {row['dropped_after']})"
         seeds = " / ".join(f"{v:.4f}" for _, v in sorted(row["seed_vals"].items(), key=lambda kv: int(kv[0])))
         lines.append(f"| {row['rank']}{chosen} | {row['label']} | {row['search_val']:.4f} | {row['mean']:.4f}"
                      f"{interval} | {seeds} | {row['optimism']:+.4f} |")

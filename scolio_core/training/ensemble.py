@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scolio_core.config import ExperimentConfig
+from scolio_core.config import MAX_ENSEMBLE_MEMBERS, ExperimentConfig
 from scolio_core.data.bounded import parse_json_bounded, read_bounded
 from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ContractError, one_line
@@ -61,9 +61,7 @@ ENSEMBLE_MARKER = "SCOLIOTUNE_ENSEMBLE"  # not a dot file: copies (Ray, MLflow a
 ENSEMBLE_MARKER_TEXT = b"scoliotune ensemble: written by scoliotune, which may replace or remove this directory\n"
 ENSEMBLE_FORMAT_VERSION = 1
 COMBINE = "mean_logits"  # the only combination there is; recorded so a reader never guesses
-# A seed ensemble is a handful of seeds; the cap keeps a look's ledger record (which lists every member's hash)
-# within MLflow's tag limits (8,000 characters on a parent run's mirror).
-MAX_MEMBERS = 32
+MAX_MEMBERS = MAX_ENSEMBLE_MEMBERS  # scolio_core/config.py says why
 MAX_RULE_CHARS = 1000
 MAX_MANIFEST_BYTES = 64 << 10
 _MEMBER = re.compile(r"member-(0|[1-9][0-9]{0,3})")

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from scolio_core.config import ExperimentConfig, build_strict
+from scolio_core.config import MAX_ENSEMBLE_MEMBERS, ExperimentConfig, build_strict
 from scolio_core.data.stand_in import SynthSettings
 from scolio_core.errors import ConfigError
 from scolio_core.names import SELECTION_MODE, check_metric_name
@@ -129,6 +129,15 @@ class Confirmation:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{where}.{name} must be one of {', '.join(allowed)}, got "
                                   f"{brief(getattr(self, name))}")
+        # alpha 0 never drops anyone and 1 drops a candidate that is better on the loss: neither is a test
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"{where}.alpha must be strictly between 0 and 1, got {self.alpha!r}")
+        if self.enabled and self.rule == "racing" and (self.candidates < 2 or self.seeds < 2):
+            raise ConfigError(f"{where}: rule racing needs at least 2 candidates and 2 seeds (rounds to drop "
+                              f"between), got {self.candidates} and {self.seeds}; use rule fixed")
+        if self.enabled and self.tested == "ensemble" and self.seeds > MAX_ENSEMBLE_MEMBERS:
+            raise ConfigError(f"{where}.seeds: a tested ensemble holds at most {MAX_ENSEMBLE_MEMBERS} members, got "
+                              f"{self.seeds}; fewer seeds, or tested: first-seed")
 
     @property
     def enabled(self) -> bool:

@@ -202,6 +202,16 @@ def open_test(context: SweepContext, checkpoint_dir: Path, *, study: str, mirror
                                 entry_point=f"sweeps/{context.kind}.py", reopen=reopen_test,
                                 reopen_flag="--reopen-test", mirror=ParentRunLog(context.tracking_uri, mirror_run_id))
     if result.reused:
+        from scolio_core.training.ensemble import model_hash
+
+        now = model_hash(checkpoint_dir)
+        if result.model_hash and result.model_hash != now:
+            # The recorded numbers belong to the model tested then; registering this one under them would be a
+            # model nobody tested. (E.g. the profile's confirm.tested changed between the look and this re-run.)
+            raise LockboxError(f"study {study}: its recorded look {result.look} tested model {result.model_hash[:12]}, "
+                               f"but this run selected model {now[:12]} (the protocol or code changed since the look); "
+                               "nothing was registered: start a new study with another --name, or pass "
+                               "--reopen-test to test this model as a REOPENED look")
         print(f"one-shot test already recorded for study {study} (look {result.look} of this test set); "
               "not re-evaluated")
     log_test_set(context, result, mirror_run_id)
