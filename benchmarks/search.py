@@ -457,8 +457,8 @@ def selection_main(args, record: dict, root: Path, space: dict, split, storage: 
     samples = VARIANTS["pipeline"]["samples"]
     values = {point_key(p): {k: v for k, v in p.items()} for p in points}
 
-    def replay_search(draw, seed: int) -> list[TrialRecord]:
-        profile = bench_profile(root, space, seed, samples, args.iterations, args.eval_every,
+    def replay_search(draw, seed: int, num_samples: int) -> list[TrialRecord]:
+        profile = bench_profile(root, space, seed, num_samples, args.iterations, args.eval_every,
                                 VARIANTS["pipeline"]["asha"], reproducible=True)
         replay = tune.with_parameters(replay_trainable, table=draw.reports[draw.search_seed],
                                       time_scale=args.time_scale)
