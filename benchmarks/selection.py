@@ -390,7 +390,7 @@ def report(record: Mapping, logits: Mapping[str, np.ndarray], truth_confusion: M
     print(f"\nselection benchmark: {len(draws)} draws ({', '.join(d.name for d in draws)}), {len(seeds)} search "
           f"seeds each; truth from seeds {truth.truth_seeds} (never replayed), {len(truth.labels)} population "
           f"sequences at the test mix {'/'.join(map(str, test_mix))}")
-    print(f"  best points (true): " + "; ".join(f"{k} {truth.points[k]:.4f}" for k in ranked_points[:4])
+    print("  best points (true): " + "; ".join(f"{k} {truth.points[k]:.4f}" for k in ranked_points[:4])
           + f"; {sum(truth.best - v <= WITHIN + 1e-12 for v in truth.points.values())} of {len(truth.points)} "
           f"within {WITHIN} of the best")
     runs: dict[str, list[Run]] = {}

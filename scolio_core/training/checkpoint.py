@@ -262,17 +262,34 @@ def not_ours_reason(directory: str | Path) -> str | None:
     return None
 
 
-def _not_ours(directory: str | Path) -> str | None:
-    """`not_ours_reason`, or for a directory that says it is an ensemble (its marker or manifest),
-    `ensemble.ensemble_not_ours_reason`."""
-    from scolio_core.training import ensemble  # it builds on this module
+# Other directory kinds scoliotune writes out of checkpoints register here how to tell one it wrote
+# (scolio_core/training/ensemble.py does on import: it builds on this module, which must not import it). A
+# directory holding one of a kind's sentinel names is judged by that kind's test; with the kind not
+# registered it is judged as a checkpoint, which refuses it: nothing is deleted.
+_OWNED_KINDS: list[tuple[frozenset[str], Callable[[Path], str | None]]] = []
 
+
+def register_owned_kind(sentinels: Iterable[str], not_ours: Callable[[Path], str | None]) -> None:
+    """Let `ensure_replaceable`, `clear_for_copy` and `remove_checkpoint` accept a directory kind built from
+    checkpoints: one holding any of `sentinels` is ours when `not_ours(directory)` is None."""
+    entry = (frozenset(sentinels), not_ours)
+    if entry not in _OWNED_KINDS:
+        _OWNED_KINDS.append(entry)
+
+
+def _kind_sentinels() -> frozenset[str]:
+    return frozenset().union(*(sentinels for sentinels, _ in _OWNED_KINDS))
+
+
+def _not_ours(directory: str | Path) -> str | None:
+    """`not_ours_reason`, or for a directory of a registered kind (e.g. an ensemble), that kind's test."""
     try:
-        names = os.listdir(directory)
+        names = set(os.listdir(directory))
     except OSError:
         return not_ours_reason(directory)
-    if ensemble.ENSEMBLE_MARKER in names or ensemble.ENSEMBLE_MANIFEST in names:
-        return ensemble.ensemble_not_ours_reason(directory)
+    for sentinels, not_ours in _OWNED_KINDS:
+        if sentinels & names:
+            return not_ours(Path(directory))
     return not_ours_reason(directory)
 
 
@@ -352,9 +369,7 @@ def _settle(directory: Path) -> Path | None:
         for aside in asides:
             remove_checkpoint(aside)  # only a whole scoliotune checkpoint; anything else stays
         return None
-    from scolio_core.training.ensemble import ENSEMBLE_MANIFEST
-
-    whole = [a for a in asides if {HASHES, ENSEMBLE_MANIFEST} & set(os.listdir(a))]
+    whole = [a for a in asides if ({HASHES} | _kind_sentinels()) & set(os.listdir(a))]
     if not whole:
         return None
     latest = max(whole, key=lambda a: os.lstat(a).st_mtime_ns)

@@ -54,6 +54,7 @@ from scolio_core.training.checkpoint import (
     hashes_digest,
     not_ours_reason,
     read_checkpoint,
+    register_owned_kind,
 )
 
 ENSEMBLE_MANIFEST = "ensemble.json"
@@ -327,3 +328,7 @@ def ensemble_not_ours_reason(directory: str | Path) -> str | None:
         if reason:
             return f"{name}: {reason}"
     return None
+
+
+# checkpoint.py's ensure_replaceable / clear_for_copy / remove_checkpoint accept an ensemble through this.
+register_owned_kind((ENSEMBLE_MARKER, ENSEMBLE_MANIFEST), ensemble_not_ours_reason)

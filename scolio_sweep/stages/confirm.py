@@ -16,7 +16,7 @@ biased upwards, and among close configurations which one tops it is largely chan
    (scolio_sweep/search/racing.py), so re-trainings go where they can still change the answer;
 3. the surviving candidate with the best mean val over its confirmation seeds is selected (a tie goes to the
    better search rank). The search's own run is left out of that mean: it is there because it scored high;
-4. what is tested is fixed before the look by the profile (`tested_rule`): the selected configuration's seed
+4. what is tested is fixed before the look by the profile (`finish.tested_rule`): the selected configuration's seed
    ensemble (one model whose logits are the mean of its re-trainings', scolio_core/training/ensemble.py), or
    its first re-training; nothing is chosen by test.
 
@@ -45,15 +45,6 @@ from scolio_core.errors import LockboxError
 from scolio_core.tracking import lookups
 from scolio_core.training.metrics import mean_ci
 from scolio_sweep.stages.prepare import SweepContext
-
-def tested_rule(tested: str, seeds: list[int]) -> str:
-    """What the look tests, in words (tagged on the parent run before the look)."""
-    if tested == "ensemble":
-        return (f"the selected configuration's seed ensemble: the mean of the logits of its re-trainings with seeds "
-                f"{seeds}, each at its best val evaluation (declared by the profile before the test opens; never "
-                "chosen by test)")
-    return (f"the selected configuration's model from its first confirmation seed ({seeds[0]}), at its best val "
-            "evaluation (declared by the profile before the test opens; never chosen by test)")
 
 
 @dataclass(frozen=True)
@@ -113,6 +104,8 @@ class ConfirmationRecord:
             dropped = f"; dropped after round {c.dropped_after}" if c.dropped_after is not None else ""
             lines.append(f"    #{c.rank} {c.label}: search {self.metric} {c.search_val:.4f} -> confirmed mean "
                          f"{mean:.4f}{interval} (seeds {seeds}); optimism {c.optimism:+.4f}{dropped}{mark}")
+        from scolio_sweep.stages.finish import tested_rule
+
         lines.append(f"  tested: {tested_rule(self.tested, sorted(self.selected.seed_vals))}")
         return lines
 
@@ -302,4 +295,6 @@ def record_confirmation(context: SweepContext, record: ConfirmationRecord) -> No
     client.log_batch(parent, metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(v)],
                      tags=[], synchronous=True)
     client.set_tag(parent, names.TAG_CONFIRMATION, record.to_json())
+    from scolio_sweep.stages.finish import tested_rule
+
     client.set_tag(parent, names.TAG_CONFIRM_RULE, tested_rule(record.tested, sorted(record.selected.seed_vals)))

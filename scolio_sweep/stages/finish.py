@@ -119,6 +119,7 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
     best trial."""
     from mlflow.tracking import MlflowClient
 
+    import scolio_core.training.ensemble  # noqa: F401  (registers ensembles: an earlier run's winner may be one)
     from scolio_core.training.checkpoint import clear_for_copy
 
     errors = [r for r in results if r.error is not None]
@@ -157,6 +158,16 @@ def select(context: SweepContext, results, confirmed=None) -> Selection:
                      confirmation=confirmed.record if confirmed is not None else None)
 
 
+def tested_rule(tested: str, seeds: list[int]) -> str:
+    """What the look tests, in words (tagged on the parent run before the look)."""
+    if tested == "ensemble":
+        return (f"the selected configuration's seed ensemble: the mean of the logits of its re-trainings with seeds "
+                f"{seeds}, each at its best val evaluation (declared by the profile before the test opens; never "
+                "chosen by test)")
+    return (f"the selected configuration's model from its first confirmation seed ({seeds[0]}), at its best val "
+            "evaluation (declared by the profile before the test opens; never chosen by test)")
+
+
 def write_tested_ensemble(context: SweepContext, local: Path, members: tuple, seeds: list[int]) -> dict[str, float]:
     """The selected configuration's re-trainings as one ensemble model at `local` (scolio_core/training/ensemble.py),
     and the ensemble's own val metrics: its val number is that of what will be tested."""
@@ -165,7 +176,6 @@ def write_tested_ensemble(context: SweepContext, local: Path, members: tuple, se
     from scolio_core.evaluation.predict import predict_checkpoint
     from scolio_core.training.ensemble import read_model, write_ensemble
     from scolio_core.training.metrics import flatten_metrics
-    from scolio_sweep.stages.confirm import tested_rule
 
     with tempfile.TemporaryDirectory(prefix="scolio-ensemble-") as scratch:
         copies = []

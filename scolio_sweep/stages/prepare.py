@@ -179,6 +179,7 @@ def prepare_sweep(profile: SweepProfile, settings: SweepSettings, kind: str) -> 
     check_replaceable(Path(settings.results_dir) / name, "this sweep's results")
     winner = work_dir_for(settings.storage_root(), name) / WINNER_CHECKPOINT_DIR
     if os.path.lexists(winner):  # a checkpoint's own marker decides (and torch is imported only then)
+        import scolio_core.training.ensemble  # noqa: F401  (registers ensembles: the winner may be one)
         from scolio_core.training.checkpoint import ensure_replaceable
 
         ensure_replaceable(winner)
