@@ -79,6 +79,12 @@ def test_the_ensemble_is_scored_from_its_mean_logits_and_regret_is_against_the_t
     assert single == pytest.approx(f1_score(POPULATION, d.model(1, "a").population_logits.argmax(axis=1),
                                             average="macro"))
     assert single < ensemble  # seed 1 alone gets 6 wrong; seed 2's right answers win some of them back
+    # the same-size reference: the best point's mean over every pair of the (other) draw's seeds
+    pairs = {p: np.mean([truth.artifact(d, selection.Artifact(p, pair)) for pair in ((0, 1), (0, 2), (1, 2))])
+             for p in ("a", "b")}
+    assert truth.best_of_kind(d, 2) == pytest.approx(max(pairs.values()))
+    assert truth.best_of_kind(d, 1) == pytest.approx(max(
+        np.mean([truth.artifact(d, selection.Artifact(p, (k,))) for k in (0, 1, 2)]) for p in ("a", "b")))
     run = selection.Run("m", "d", 0, selection.Artifact("a", (1,)), 3.0, 1.0)
     scored = selection.score(run, d, truth)
     assert scored.regret == pytest.approx(1.0 - scored.true) and scored.config_regret == pytest.approx(0.0)
