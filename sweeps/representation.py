@@ -18,12 +18,16 @@ import dataclasses
 import sys
 
 from scolio_sweep.cli import add_sweep_arguments, profile_from_args, run_sweep_cli, settings_from_args
-from scolio_sweep.settings.profile import load_profile
+from scolio_sweep.settings.profile import for_deferred_test, load_profile
 
 
 def run_representation_sweep(args: argparse.Namespace):
     profile = profile_from_args(args)  # a bad profile is refused before Ray (or torch) is even imported
     finetune = load_profile(args.finetune_profile) if args.finetune_profile else None
+    if args.defer_test or finetune is not None:
+        profile, note = for_deferred_test(profile)
+        if note:
+            print(note)
     settings = settings_from_args(args)
     # The stages are imported once the command line holds: a refusal above costs no torch or sklearn import.
     from scolio_sweep.stages.answer import answer_sweep

@@ -261,7 +261,7 @@ def test_results_agree_with_mlflow(sweep):
 def test_the_tested_model_is_registered_and_predicts_like_scolio_predict(sweep, capsys):
     from scolio_core.cli.main import main as scolio
     from scolio_core.data.release import index_release, load_pose, load_silhouette
-    from scolio_core.training.checkpoint import read_checkpoint
+    from scolio_core.training.ensemble import read_model
 
     workdir, done = sweep
     _, parent = runs_of(workdir, "e2e")  # also points mlflow's tracking URI at the sweep's store
@@ -281,7 +281,7 @@ def test_the_tested_model_is_registered_and_predicts_like_scolio_predict(sweep, 
 
     # The tested checkpoint's modality decides which files; scolio predict and the MLflow model must agree.
     winner = workdir / "ray_results" / "e2e" / "winner_checkpoint"
-    config = read_checkpoint(winner).config.replace(**{"data.root": parent["tags.scolio.data_root"]})
+    config = read_model(winner).config.replace(**{"data.root": parent["tags.scolio.data_root"]})
     modality = config.input.modality
     index = index_release(config.data.modality_root(modality))
     files = [str(index[seq_id].path) for seq_id in sorted(index)[:6]]

@@ -393,6 +393,18 @@ def define_search_space(profile: SweepProfile) -> ConditionalSpace:
     return ConditionalSpace(profile.search, profile.base_config().input.representation)
 
 
+def for_deferred_test(profile: SweepProfile) -> tuple[SweepProfile, str]:
+    """A sweep whose test is deferred to its finetune stage tests one model: the finetune warm-starts from the
+    selected configuration's first re-training and compares one model with one on val, so the ensemble rule
+    becomes `first-seed` there. Returns the profile and the note to print ("" when nothing changed)."""
+    if not (profile.confirm.enabled and profile.confirm.tested == "ensemble"):
+        return profile, ""
+    note = ("note: this study's test is deferred to its finetune stage, which warm-starts from and compares single "
+            "models: the sweep's selection is its chosen configuration's first re-training (confirm.tested: "
+            "first-seed), not the seed ensemble")
+    return profile.replace(confirm=dataclasses.replace(profile.confirm, tested="first-seed")), note
+
+
 def apply_overrides(profile: SweepProfile, *, num_samples: int | None = None,
                     max_concurrent_trials: int | None = None, gpus_per_trial: float | None = None,
                     cpus_per_trial: float | None = None, workers_per_trial: int | None = None,
