@@ -6,6 +6,8 @@ Run: python benchmarks/search.py            # ~35-45 min on 2 shared CPU cores (
      python benchmarks/search.py --compare-budget SHORT.json FULL.json   # compressed vs full schedules
      python benchmarks/search.py --truth-seeds 3 --seeds 0 --save R.json   # the grid with ground truth (~60 min)
      python benchmarks/search.py --table R.json   # replays, then regret against R's ground truth
+     python benchmarks/search.py --table benchmarks/search_record_truth_draws_2026-12-06.json --time-scale 0.002
+                                                  # a record with noise draws: benchmarks/selection.py (~4 min)
 
 Phase 1 (real): every point of a discrete space (representation x sigma (skeleton maps only) x class
 weighting x train.lr, 30 points) trains to the full budget under Ray Tune with `scolio_sweep.trainables.baseline`,
