@@ -130,7 +130,12 @@ def test_one_shot_test_recorded_once_on_the_model_the_confirmation_selected(swee
     tested = confirms[(confirms["tags.scolio.confirm.candidate"] == chosen)
                       & (confirms["params.train.seed"].astype(int) == 1)].iloc[0]
     assert parent["tags.scolio.selected_run_id"] == tested["run_id"]
-    assert parent["tags.scolio.confirm.rule"].startswith("the selected configuration's model from its first")
+    # The profile tests the chosen configuration's seed ensemble: both its re-trainings, as one model.
+    assert parent["tags.scolio.confirm.rule"].startswith("the selected configuration's seed ensemble")
+    from scolio_core.training.ensemble import Ensemble, read_model
+
+    tested_model = read_model(workdir / "ray_results" / "e2e" / "winner_checkpoint")
+    assert isinstance(tested_model, Ensemble) and sorted(tested_model.seeds) == [1, 2]
     assert parent[f"metrics.{names.confirmed_metric('val/macro_f1')}"] == pytest.approx(means[chosen])
     winner_search = confirmation["candidates"][0]
     assert parent[f"metrics.{names.confirmed_metric('val/macro_f1', 'optimism')}"] == pytest.approx(
