@@ -31,6 +31,7 @@ removed here only when it passes that module's test of ownership (`ensemble_not_
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -44,7 +45,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import torch
 
@@ -167,11 +168,7 @@ def write_checkpoint(directory: str | Path, *, config: ExperimentConfig, model_s
     Raises ContractError, before writing anything, when `directory` exists and is not a scoliotune checkpoint.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _settle(directory)
-    ensure_replaceable(directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}", dir=directory.parent))
-    try:
+    with staged_write(directory) as tmp:
         _write_file(tmp / MARKER, lambda h: h.write(MARKER_TEXT))
         _write_file(tmp / WEIGHTS, lambda h: torch.save({k: v.detach().cpu() for k, v in model_state.items()}, h))
         files = [MARKER, WEIGHTS, CONTRACT]
@@ -198,12 +195,25 @@ def write_checkpoint(directory: str | Path, *, config: ExperimentConfig, model_s
         _write_file(tmp / CONTRACT, lambda h: h.write(json.dumps(contract, indent=2, sort_keys=True).encode()))
         hashes = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in files}
         _write_file(tmp / HASHES, lambda h: h.write(json.dumps(hashes, indent=2).encode()))
+    return directory
+
+
+@contextlib.contextmanager
+def staged_write(directory: Path) -> Iterator[Path]:
+    """The one write protocol of checkpoints and ensembles: refuse a target scoliotune did not write
+    (`ensure_replaceable`), hand out a fresh temporary sibling to fill, then fsync it and swap it in under the
+    name. An interrupted write removes only that sibling, which this call made."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _settle(directory)
+    ensure_replaceable(directory)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}", dir=directory.parent))
+    try:
+        yield tmp
         _fsync_dir(tmp)
         _swap_in(tmp, directory)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # an interrupted write leaves no half-checkpoint behind
+        shutil.rmtree(tmp, ignore_errors=True)  # an interrupted write leaves no half-written directory behind
         raise
-    return directory
 
 
 def ensure_replaceable(directory: str | Path) -> None:

@@ -24,9 +24,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,24 +35,22 @@ from scolio_core.data.bounded import parse_json_bounded, read_bounded
 from scolio_core.data.splits import TrainValSplit
 from scolio_core.errors import ContractError, one_line
 
-# The underscored names: one write-and-swap protocol for checkpoints and ensembles, kept in checkpoint.py.
+# The write protocol (staged_write) and its file helpers are checkpoint.py's: one for both kinds.
 from scolio_core.training.checkpoint import (
-    _TMP,
     HASHES,
     MARKER,
     MARKER_TEXT,
     Checkpoint,
     _fsync_dir,
     _settle,
-    _swap_in,
     _verified_bytes,
     _write_file,
     checkpoint_hash,
-    ensure_replaceable,
     hashes_digest,
     not_ours_reason,
     read_checkpoint,
     register_owned_kind,
+    staged_write,
 )
 
 ENSEMBLE_MANIFEST = "ensemble.json"
@@ -252,11 +248,7 @@ def write_ensemble(directory: str | Path, member_dirs: Sequence[str | Path], *, 
         if directory.resolve() == member.directory.resolve():
             raise ContractError(f"{one_line(str(directory))}: would replace its own member "
                                 f"{one_line(str(member.directory))}; write the ensemble elsewhere")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    _settle(directory)
-    ensure_replaceable(directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{_TMP}", dir=directory.parent))
-    try:
+    with staged_write(directory) as tmp:
         entries = []
         for k, member in enumerate(members):
             _copy_member(member, tmp / f"member-{k}")
@@ -267,11 +259,6 @@ def write_ensemble(directory: str | Path, member_dirs: Sequence[str | Path], *, 
         _write_file(tmp / ENSEMBLE_MANIFEST, lambda h: h.write(json.dumps(manifest, indent=2).encode()))
         _write_file(tmp / ENSEMBLE_MARKER, lambda h: h.write(ENSEMBLE_MARKER_TEXT))
         read_model(tmp)  # the copy reads back as the ensemble it is meant to be, before it takes the name
-        _fsync_dir(tmp)
-        _swap_in(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # an interrupted write leaves no half-ensemble behind
-        raise
     return directory
 
 
