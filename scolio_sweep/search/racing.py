@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+
 def leader(alive: Sequence[str], vals: Mapping[str, Sequence[float]], mode: str) -> str:
     """The alive candidate with the best mean val (`alive` is in search-rank order: a tie goes to the earlier)."""
     sign = 1.0 if mode == "max" else -1.0
