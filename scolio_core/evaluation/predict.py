@@ -38,11 +38,11 @@ def predict_loaded(model: Checkpoint | Ensemble, config: ExperimentConfig, seque
                    raw_pav: np.ndarray | None) -> Predictions:
     """Predict already-loaded `sequences` (`raw_pav`: their un-normalised PAVs, None for a model without)."""
     device = pick_device(config.train.device)
-    if isinstance(model, Checkpoint):
-        return predict_sequences(load_model(model, device), sequences, config, device, checkpoint_pav(model, raw_pav))
     # One member's network at a time: an ensemble costs its members' time, not their memory at once.
     runs = [predict_sequences(load_model(member, device), sequences, config, device, checkpoint_pav(member, raw_pav))
-            for member in model.members]
+            for member in (model.members if isinstance(model, Ensemble) else (model,))]
+    if isinstance(model, Checkpoint):
+        return runs[0]
     logits = np.stack([run.logits for run in runs]).mean(axis=0, dtype=np.float64).astype(np.float32)
     return Predictions(ids=runs[0].ids, labels=runs[0].labels, logits=logits)
 

@@ -171,18 +171,17 @@ def tested_rule(tested: str, seeds: list[int]) -> str:
 def write_tested_ensemble(context: SweepContext, local: Path, members: tuple, seeds: list[int]) -> dict[str, float]:
     """The selected configuration's re-trainings as one ensemble model at `local` (scolio_core/training/ensemble.py),
     and the ensemble's own val metrics: its val number is that of what will be tested."""
-    import tempfile
+    import contextlib
 
     from scolio_core.evaluation.predict import predict_checkpoint
     from scolio_core.training.ensemble import read_model, write_ensemble
     from scolio_core.training.metrics import flatten_metrics
 
-    with tempfile.TemporaryDirectory(prefix="scolio-ensemble-") as scratch:
-        copies = []
-        for seed, checkpoint in members:
-            copies.append(Path(scratch) / f"seed{seed}")
-            checkpoint.to_directory(str(copies[-1]))
-        write_ensemble(local, copies, rule=tested_rule("ensemble", seeds))
+    # as_directory: the Tune checkpoints themselves when storage is local (write_ensemble copies them once),
+    # a download only when it is remote
+    with contextlib.ExitStack() as stack:
+        found = [Path(stack.enter_context(checkpoint.as_directory())) for _, checkpoint in members]
+        write_ensemble(local, found, rule=tested_rule("ensemble", seeds))
     model = read_model(local)
     predictions = predict_checkpoint(model, test_config(context, model), list(context.trainval.val))
     return flatten_metrics(predictions.metrics(), names.SPLIT_VAL)
